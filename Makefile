@@ -1,0 +1,45 @@
+# Two entry points (see README): `make repro` sets up and runs the pipeline, `make test` sets up and
+# runs the whole test suite. Both install into .venv from requirements/lock.txt and are no-ops when
+# nothing changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_VERSION := 25.3
+LOCK := requirements/lock.txt
+
+# No model hub is reachable from our machines: fail fast instead of waiting on timeouts.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export DVC_NO_ANALYTICS := 1
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup setup-dev repro test lint lock clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+
+$(VENV)/.installed-%: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[$*]"
+	@touch $@
+
+setup: $(VENV)/.installed-pipeline
+setup-dev: $(VENV)/.installed-dev
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup-dev
+	$(BIN)/python -m pytest
+
+lint: setup-dev
+	$(BIN)/ruff check edgekit tests tools benchmarks
+
+# Re-pin after changing dependencies in pyproject.toml: resolve everything once, freeze it.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[all]"
+	$(BIN)/python -m pip freeze --exclude-editable | sed '/^-e /d' > $(LOCK)
+
+clean-venv:
+	rm -rf $(VENV)

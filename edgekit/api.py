@@ -1,0 +1,104 @@
+"""The public Python API: one function per pipeline stage, the same ones the CLI, the DVC stages,
+the notebooks and the tests call.
+
+Example:
+    >>> from edgekit import api
+    >>> api.optimize("ort-int8")
+    >>> api.benchmark("ort-int8")["scenarios"]["b1_s32"]["p50_ms"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekit.layout import Layout
+from edgekit.params import Params, load_params
+
+PARAMS_FILE = "params.yaml"
+REPORT_NOTEBOOK = Path("notebooks") / "report.ipynb"
+
+
+def _setup(project: str | Path, params_file: str | Path | None) -> tuple[Params, Layout]:
+    root = Path(project)
+    return load_params(Path(params_file) if params_file else root / PARAMS_FILE), Layout(root)
+
+
+def check(project: str | Path = ".", params_file: str | Path | None = None) -> Params:
+    """Validate params.yaml, the source model and the data files before any work."""
+    from edgekit.data import check_sources
+    from edgekit.modelsource import resolve_source
+
+    params, layout = _setup(project, params_file)
+    check_sources(params, layout.root)
+    resolve_source(params.model.source)
+    return params
+
+
+def environment(project: str | Path = ".", out: str | Path | None = None) -> dict[str, Any]:
+    """Write the environment fingerprint (``outputs/environment.json`` by default)."""
+    from edgekit.environment import fingerprint
+    from edgekit.fsutil import write_json
+
+    layout = Layout(Path(project))
+    record = fingerprint(layout.root)
+    write_json(Path(out) if out else layout.environment, record)
+    return record
+
+
+def data(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Build the evaluation and calibration sets."""
+    from edgekit.data import build_data
+
+    return build_data(*_setup(project, params_file))
+
+
+def baseline(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Load the source model and record the PyTorch fp32 reference outputs."""
+    from edgekit.baseline import make_baseline
+
+    params = check(project, params_file)
+    return make_baseline(params, Layout(Path(project)))
+
+
+def optimize(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Make one variant folder with its manifest."""
+    from edgekit.variants import optimize_variant
+
+    return optimize_variant(*_setup(project, params_file), variant)
+
+
+def benchmark(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Time one variant in its own process."""
+    from edgekit.bench.harness import benchmark_variant
+
+    return benchmark_variant(*_setup(project, params_file), variant)
+
+
+def evaluate(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Task metric, retention and fidelity of one variant."""
+    from edgekit.variants import evaluate_variant
+
+    return evaluate_variant(*_setup(project, params_file), variant)
+
+
+def select(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """The table of all variants against the baseline."""
+    from edgekit.selection import select_variants
+
+    return select_variants(*_setup(project, params_file))
+
+
+def report(project: str | Path = ".", notebook: str | Path | None = None) -> Path:
+    """Execute the report notebook into reports/report.ipynb and reports/report.html."""
+    from edgekit.report import render_report
+
+    layout = Layout(Path(project))
+    return render_report(layout, Path(notebook) if notebook else layout.root / REPORT_NOTEBOOK)
+
+
+def doctor(project: str | Path = ".") -> dict[str, Any]:
+    """What this machine offers: Python, lock digest, CPU and ISA, each runtime."""
+    from edgekit.environment import fingerprint
+
+    return fingerprint(Path(project))

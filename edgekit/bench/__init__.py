@@ -1,0 +1,1 @@
+"""Benchmark harness: each variant timed in a fresh child process (``edgekit.bench.worker``)."""

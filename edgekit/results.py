@@ -1,0 +1,52 @@
+"""Load a finished pipeline's results for notebooks, widgets and reports.
+
+Example:
+    >>> results = load_results(Path("."))
+    >>> results.table()[["variant", "p50_ms", "speedup"]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.fsutil import read_json
+from edgekit.layout import Layout
+
+
+@dataclass(frozen=True)
+class Results:
+    summary: dict[str, Any]
+    environment: dict[str, Any]
+    baseline: dict[str, Any]
+    samples: dict[str, dict[str, Any]]
+
+    @property
+    def measured(self) -> list[str]:
+        """Variants that were measured (status ok), baseline first."""
+        names = [n for n, row in self.summary["variants"].items() if row["status"] == "ok"]
+        return sorted(names, key=lambda n: n != self.summary["baseline"])
+
+    def table(self):
+        """One row per variant, as a pandas DataFrame."""
+        import pandas as pd
+
+        columns = ["variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "peak_rss_mb",
+                   "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention", "reason", "error"]
+        rows = [{c: row.get(c) for c in columns} for row in self.summary["variants"].values()]
+        return pd.DataFrame(rows, columns=columns).dropna(axis=1, how="all")
+
+    def latency_samples(self, variant: str, scenario: str) -> list[float]:
+        """Raw latency samples (ms) of one variant in one scenario (``b1_s32``)."""
+        for s in self.samples[variant].get("scenarios", []):
+            if f"b{s['batch_size']}_s{s['seq_length']}" == scenario:
+                return s["samples_ms"]
+        return []
+
+
+def load_results(root: Path) -> Results:
+    layout = Layout(Path(root))
+    summary = read_json(layout.summary)
+    samples = {name: read_json(layout.benchmark_samples(name)) for name in summary["variants"]}
+    return Results(summary, read_json(layout.environment), read_json(layout.baseline_metrics), samples)

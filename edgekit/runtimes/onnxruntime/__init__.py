@@ -1,0 +1,1 @@
+"""ONNX Runtime: export with optimum, transformer fusions, dynamic int8 quantization."""

@@ -1,0 +1,48 @@
+"""ONNX Runtime config (no onnxruntime import here).
+
+Example:
+    >>> OnnxRuntimeConfig.options.parse({"per_channel": True}, "variants.ort-int8.options")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from edgekit.deps import ONNX, ONNXRUNTIME, OPTIMUM_ONNX, TORCH
+from edgekit.errors import ConfigError
+from edgekit.runtimes.base import Options, RuntimeConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxRuntimeOptions(Options):
+    """Options of an ONNX Runtime variant.
+
+    Attributes:
+        opset: ONNX opset for the export.
+        fusions: apply onnxruntime's transformer fusions (Attention, SkipLayerNorm, BiasGelu) offline.
+        per_channel: int8 only; one scale per output channel instead of per tensor.
+        graph_optimization_level: level ORT applies again at session creation.
+    """
+
+    opset: int = 17
+    fusions: bool = True
+    per_channel: bool = True
+    graph_optimization_level: str = "all"
+
+    def validate(self, field: str) -> None:
+        if not 13 <= self.opset <= 21:
+            raise ConfigError(f"{field}.opset", self.opset, "an opset from 13 to 21")
+        levels = ("disable", "basic", "extended", "all")
+        if self.graph_optimization_level not in levels:
+            raise ConfigError(f"{field}.graph_optimization_level", self.graph_optimization_level, " or ".join(levels))
+
+
+class OnnxRuntimeConfig(RuntimeConfig):
+    name = "onnxruntime"
+    extra = "onnxruntime"
+    dependencies = (ONNXRUNTIME,)
+    # The export needs torch and optimum; a deployed variant needs only onnxruntime.
+    optimize_dependencies = (ONNX, OPTIMUM_ONNX, TORCH)
+    precisions = ("fp32", "int8")
+    options = OnnxRuntimeOptions
+    backend_path = "edgekit.runtimes.onnxruntime.backend:OnnxRuntimeBackend"

@@ -1,0 +1,1 @@
+"""PyTorch: the fp32 baseline every variant is compared with."""

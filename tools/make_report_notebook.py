@@ -1,0 +1,112 @@
+"""Regenerate notebooks/report.ipynb from the cell sources below (keeps the notebook reviewable).
+
+Run: python tools/make_report_notebook.py
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+CELLS = [
+    ("md", "# edgekit report\nEvery figure here is read from the pipeline's pinned DVC outputs (`metrics/`, `outputs/`); "
+           "`dvc repro` re-executes this notebook with papermill."),
+    ("params", 'project_dir = "."  # the DVC project whose outputs this report shows'),
+    ("code", """\
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from edgekit.results import load_results
+
+results = load_results(Path(project_dir))
+summary, env, baseline = results.summary, results.environment, results.baseline
+headline = summary["headline_scenario"]
+cpu = env["cpu"]
+display(Markdown(
+    f"**Model** `{baseline['source']}` ({baseline['model_type']}, {baseline['parameters']:,} parameters) · "
+    f"**Baseline** `{summary['baseline']}` · **Threads** {summary['threads']}\\n\\n"
+    f"**CPU** {cpu['model']} ({cpu['architecture']}, {cpu['physical_cores']} physical cores) · "
+    f"**ISA** {' '.join(cpu['isa'])} · **Python** {env['python']['version']} · "
+    f"**Lock** `{(env['lock_sha256'] or 'none')[:12]}`"
+))"""),
+    ("md", "## Variants against the baseline\nSpeed-up is baseline p50 ÷ variant p50 at the headline scenario; "
+           "memory reduction is 1 − peak RSS ÷ baseline peak RSS, each measured in its own process; "
+           "retention is the variant's Spearman ÷ the baseline's; cosine compares each sentence's embedding with the baseline's."),
+    ("code", """\
+table = results.table()
+display(Markdown(f"Headline scenario: `{headline}` (batch size, sequence length)."))
+table.style.hide(axis="index").format(precision=4, na_rep="")"""),
+    ("code", """\
+not_measured = table[table["status"] != "ok"]
+if len(not_measured):
+    display(Markdown("### Not measured\\n" + "\\n".join(
+        f"- `{r.variant}`: **{r.status}** — {getattr(r, 'reason', None) or getattr(r, 'error', '')}" for r in not_measured.itertuples())))
+else:
+    display(Markdown("All variants were measured."))"""),
+    ("md", "## Latency distributions\nEach point of a box is one timed call after warm-up, in a fresh process per variant."),
+    ("code", """\
+scenarios = list(summary["variants"][summary["baseline"]]["p50_ms_by_scenario"])
+fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 0.6 * len(results.measured) + 2), squeeze=False)
+for ax, scenario in zip(axes[0], scenarios):
+    data = [results.latency_samples(v, scenario) for v in results.measured]
+    ax.boxplot(data, vert=False, showfliers=True, flierprops={"markersize": 2})
+    ax.set_yticks(range(1, len(results.measured) + 1), results.measured)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per call (ms, log scale)")
+    ax.set_title(f"scenario {scenario}")
+    ax.grid(axis="x", which="both", alpha=0.3)
+fig.tight_layout()
+plt.show()"""),
+    ("md", "## Speed against fidelity\nUp and to the left is better: faster, and closer to the baseline's embeddings."),
+    ("code", """\
+measured = table[table["status"] == "ok"]
+fig, ax = plt.subplots(figsize=(7, 4.5))
+ax.scatter(measured["p50_ms"], measured["cosine_mean"], s=60)
+for row in measured.itertuples():
+    ax.annotate(row.variant, (row.p50_ms, row.cosine_mean), textcoords="offset points", xytext=(6, 4))
+ax.set_xlabel(f"p50 latency at {headline} (ms)")
+ax.set_ylabel("mean cosine to the baseline")
+ax.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()"""),
+    ("md", "## How this was measured"),
+    ("code", """\
+rows = []
+for name in results.measured:
+    s = results.samples[name]
+    for sc in s["scenarios"]:
+        rows.append({"variant": name, "scenario": f"b{sc['batch_size']}_s{sc['seq_length']}", "iterations": len(sc["samples_ms"]),
+                     "first call ms": round(sc["first_ms"], 3), "load s": round(s["load_s"], 3), "capped": sc["capped"],
+                     "settings": ", ".join(f"{k}={v}" for k, v in s["runtime_settings"].items())})
+display(Markdown("Percentiles: numpy `linear` (Hyndman-Fan type 7). Thread env: "
+                 + ", ".join(f"`{k}={v}`" for k, v in next(iter(results.samples.values())).get("thread_env", {}).items())))
+pd.DataFrame(rows).style.hide(axis="index")"""),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    notebook = new_notebook()
+    for kind, source in CELLS:
+        if kind == "md":
+            notebook.cells.append(new_markdown_cell(source))
+            continue
+        cell = new_code_cell(source)
+        if kind == "params":
+            cell.metadata["tags"] = ["parameters"]
+            # nbmake runs the notebook from notebooks/ on a small fixture project.
+            cell.metadata["nbmake"] = {"mock": {"project_dir": "../tests/fixtures/report_project"}}
+        notebook.cells.append(cell)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["language_info"] = {"name": "python"}
+    for index, cell in enumerate(notebook.cells):
+        cell["id"] = f"cell-{index:02d}"
+    return notebook
+
+
+if __name__ == "__main__":
+    path = Path(__file__).resolve().parent.parent / "notebooks" / "report.ipynb"
+    nbformat.write(build(), path)
+    print(f"wrote {path}")
