@@ -1,0 +1,82 @@
+"""Shared fixtures, and the one place that skips a runtime-marked test when its runtime is missing.
+
+Unmarked tests need only the core install. A marked test runs when its extra is installed and is
+otherwise skipped with the install command in the reason (``pytest -ra`` lists them).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgekit.deps import DVC, LLAMA_CPP, MLX, NNCF, ONNXRUNTIME, OPENVINO, OPTIMUM_ONNX, PAPERMILL, TORCH, TRANSFORMERS, probe
+
+REPO = Path(__file__).resolve().parent.parent
+
+MARKER_DEPENDENCIES = {
+    "pytorch": (TORCH, TRANSFORMERS),
+    "onnxruntime": (ONNXRUNTIME, OPTIMUM_ONNX, TORCH),
+    "openvino": (OPENVINO, NNCF),
+    "llamacpp": (LLAMA_CPP,),
+    "mlx": (MLX,),
+    "notebook": (PAPERMILL,),
+    "pipeline": (DVC, TORCH, ONNXRUNTIME, PAPERMILL),
+}
+
+
+@pytest.fixture(autouse=True)
+def _skip_without_runtime(request):
+    for marker, dependencies in MARKER_DEPENDENCIES.items():
+        if request.node.get_closest_marker(marker) is None:
+            continue
+        for dependency in dependencies:
+            found = probe(dependency)
+            if not found.found:
+                pytest.skip(f"{marker} test: {dependency.distribution} is not installed ({found.install})")
+    if request.node.get_closest_marker("browser") and not shutil.which("chromium"):
+        pytest.skip("browser test: chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The checkout under test."""
+    return REPO
+
+
+def small_params(**overrides) -> dict:
+    """The default params.yaml, shrunk so a whole pipeline runs in about a minute."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["eval_pairs"] = 40
+    params["data"]["calibration_size"] = 16
+    params["benchmark"].update(seq_lengths=[16, 32], warmup_iterations=2, min_iterations=10,
+                               min_seconds=0.2, max_seconds=2.0, timeout_seconds=300)
+    for key, value in overrides.items():
+        params[key] = value
+    return params
+
+
+def make_project(folder: Path, params: dict) -> Path:
+    """A project folder with the shipped data sources, the report notebook and ``params``."""
+    shutil.copytree(REPO / "data" / "source", folder / "data" / "source")
+    (folder / "notebooks").mkdir(parents=True)
+    shutil.copy2(REPO / "notebooks" / "report.ipynb", folder / "notebooks" / "report.ipynb")
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def baseline_project(tmp_path_factory) -> Path:
+    """A small project with its data and baseline stages already run (shared by runtime tests)."""
+    for dependency in MARKER_DEPENDENCIES["pytorch"]:
+        if not probe(dependency).found:
+            pytest.skip(f"needs {dependency.distribution}")
+    from edgekit import api
+
+    folder = make_project(tmp_path_factory.mktemp("project"), small_params())
+    api.environment(folder)
+    api.data(folder)
+    api.baseline(folder)
+    return folder

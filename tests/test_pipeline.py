@@ -1,0 +1,106 @@
+"""The whole DVC pipeline on a small subset, in a temporary clone of this checkout.
+
+Real DVC, real git, real runtimes and a real papermill kernel: `dvc repro` from nothing to the
+executed report, then a no-op repro, an experiment with `-S`, and a bad parameter that must fail
+before any work with the field named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, small_params
+from edgekit.report import REMOTE_ASSET
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1")
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """The tracked files of this checkout in a new git repo, with small params, piped through `dvc repro`."""
+    folder = tmp_path_factory.mktemp("clone")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, tracked.split("\0")):
+        if (REPO / rel).is_file():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, folder / rel)
+    (folder / "dvc.lock").unlink(missing_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
+    run(["git", "init", "-q"], folder)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], folder)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], folder)
+    run(["dvc", "repro"], folder)
+    return folder
+
+
+def test_repro_produces_the_report_with_every_variant(clone):
+    summary = json.loads((clone / "metrics" / "summary.json").read_text())
+    assert set(summary["variants"]) == {"pytorch-fp32", "ort-fp32", "ort-int8"}
+    for name, row in summary["variants"].items():
+        assert row["status"] == "ok", row
+        assert row["p50_ms"] > 0 and row["peak_rss_mb"] > 0 and row["size_mb"] > 0
+    assert summary["variants"]["pytorch-fp32"]["speedup"] == 1.0
+    assert summary["variants"]["ort-int8"]["size_mb"] < summary["variants"]["ort-fp32"]["size_mb"] / 3
+    html = (clone / "reports" / "report.html").read_text()
+    for name in summary["variants"]:
+        assert name in html
+    assert html.count("data:image/png;base64") >= 2  # latency distributions, speed vs fidelity
+    assert not REMOTE_ASSET.search(html)
+    assert "Traceback" not in html and "Error" not in json.dumps(json.loads((clone / "reports" / "report.ipynb").read_text())["cells"][-1].get("outputs", []))
+
+
+def test_every_variant_folder_has_a_manifest_that_verifies(clone):
+    from edgekit.manifest import verify_manifest
+
+    for name in ("pytorch-fp32", "ort-fp32", "ort-int8"):
+        manifest = verify_manifest(clone / "models" / "variants" / name)
+        assert manifest["source_sha256"] and manifest["tools"]["python"]
+
+
+def test_noop_repro_and_status_are_up_to_date(clone):
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+    done = run(["dvc", "repro"], clone)
+    assert "Running stage" not in done.stdout
+
+
+def test_metrics_and_params_are_visible_to_dvc(clone):
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], clone).stdout)
+    workspace = json.dumps(metrics)
+    assert "metrics/summary.json" in workspace and "speedup" in workspace
+
+
+def test_experiment_with_a_changed_parameter(clone):
+    run(["dvc", "exp", "run", "-S", "variants.ort-int8.options.per_channel=false", "-n", "per-tensor"], clone)
+    shown = run(["dvc", "exp", "show", "--json"], clone).stdout
+    assert "per-tensor" in shown
+
+
+def test_bad_parameters_fail_before_any_work_naming_the_field(clone, tmp_path):
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["variants"]["ort-typo"] = {"runtime": "onnxrt", "precision": "int8"}
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        done = run(["dvc", "repro"], clone, check=False)
+        assert done.returncode != 0
+        assert "variants.ort-typo.runtime = 'onnxrt' is not valid" in done.stderr + done.stdout
+        assert "onnxruntime, pytorch" in done.stderr + done.stdout
+        assert not (clone / "models" / "variants" / "ort-typo").exists()
+    finally:
+        run(["git", "checkout", "--", "params.yaml"], clone)
