@@ -34,7 +34,9 @@ class Results:
 
         columns = ["variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "peak_rss_mb",
                    "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention", "reason", "error"]
-        rows = [{c: row.get(c) for c in columns} for row in self.summary["variants"].values()]
+        variants = self.summary["variants"]
+        order = self.measured + [name for name in variants if name not in self.measured]
+        rows = [{c: variants[name].get(c) for c in columns} for name in order]
         return pd.DataFrame(rows, columns=columns).dropna(axis=1, how="all")
 
     def latency_samples(self, variant: str, scenario: str) -> list[float]:

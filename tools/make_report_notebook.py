@@ -48,11 +48,12 @@ else:
     display(Markdown("All variants were measured."))"""),
     ("md", "## Latency distributions\nEach point of a box is one timed call after warm-up, in a fresh process per variant."),
     ("code", """\
-scenarios = list(summary["variants"][summary["baseline"]]["p50_ms_by_scenario"])
+scenarios = sorted(summary["variants"][summary["baseline"]]["p50_ms_by_scenario"],
+                   key=lambda key: tuple(int(part[1:]) for part in key.split("_")))
 fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 0.6 * len(results.measured) + 2), squeeze=False)
 for ax, scenario in zip(axes[0], scenarios):
     data = [results.latency_samples(v, scenario) for v in results.measured]
-    ax.boxplot(data, vert=False, showfliers=True, flierprops={"markersize": 2})
+    ax.boxplot(data, orientation="horizontal", showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(results.measured) + 1), results.measured)
     ax.set_xscale("log")
     ax.set_xlabel("latency per call (ms, log scale)")
