@@ -16,7 +16,7 @@ from edgekit.data import load_eval_pairs, unique_sentences
 from edgekit.embedding import TextEncoder
 from edgekit.errors import ModelSourceError
 from edgekit.evaluate import embed, task_metric
-from edgekit.fsutil import file_digests, staged_dir, tree_digest, write_bytes, write_json
+from edgekit.fsutil import file_digests, staged_dir, tree_digest, write_json
 from edgekit.layout import Layout
 from edgekit.modelsource import ModelSource, embedding_config, resolve_source
 from edgekit.params import Params

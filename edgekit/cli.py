@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -27,6 +26,8 @@ from edgekit.errors import EdgekitError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Optimize, measure and select a model for edge runtimes.")
 out = Console()
 err = Console(stderr=True)
+if not out.is_terminal:  # DVC and CI logs: wide enough that tables are not cut at 80 columns
+    out.width = max(out.width, 120)
 _state = {"traceback": False}
 
 Project = Annotated[Path, typer.Option("--project", "-C", help="Project folder (holds params.yaml and dvc.yaml).")]
@@ -156,17 +157,10 @@ def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("
 def main() -> None:
     """Entry point of the ``edgekit`` console script."""
     try:
-        app(standalone_mode=False)
+        # Standalone mode: usage errors get click's short message and exit code 2.
+        app()
     except EdgekitError as exc:
         if _state["traceback"]:
             raise
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("[red]aborted[/]")
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)

@@ -53,7 +53,7 @@ def clone(tmp_path_factory) -> Path:
 def test_repro_produces_the_report_with_every_variant(clone):
     summary = json.loads((clone / "metrics" / "summary.json").read_text())
     assert set(summary["variants"]) == {"pytorch-fp32", "ort-fp32", "ort-int8"}
-    for name, row in summary["variants"].items():
+    for row in summary["variants"].values():
         assert row["status"] == "ok", row
         assert row["p50_ms"] > 0 and row["peak_rss_mb"] > 0 and row["size_mb"] > 0
     assert summary["variants"]["pytorch-fp32"]["speedup"] == 1.0

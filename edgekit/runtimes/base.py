@@ -30,6 +30,8 @@ class Options:
     @classmethod
     def parse(cls, raw: dict[str, Any] | None, field: str) -> Options:
         """Build options from params, naming any unknown key or bad type."""
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(field, raw, "a mapping of option names to values, e.g. {per_channel: true}")
         raw = dict(raw or {})
         known = {f.name: f for f in dataclasses.fields(cls)}
         for key in raw:

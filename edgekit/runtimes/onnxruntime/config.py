@@ -24,7 +24,7 @@ class OnnxRuntimeOptions(Options):
         graph_optimization_level: level ORT applies again at session creation.
     """
 
-    opset: int = 17
+    opset: int = 18
     fusions: bool = True
     per_channel: bool = True
     graph_optimization_level: str = "all"

@@ -1,0 +1,139 @@
+"""The ``edgekit`` command as a user runs it: a real subprocess in a project folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import make_project, small_params
+
+
+def edgekit(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE")}
+    env["COLUMNS"] = "60"  # narrower than the error lines: they must still not wrap
+    env["HF_HUB_OFFLINE"] = "1"
+    return subprocess.run([sys.executable, "-m", "edgekit", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path / "project", small_params())
+
+
+def break_params(project, change) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    change(params)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_version(tmp_path):
+    result = edgekit("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "edgekit 0.1.0"
+
+
+def test_doctor_json(repo, tmp_path):
+    result = edgekit("doctor", "--json", "-C", str(repo), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert isinstance(record["cpu"]["isa"], list)
+    assert all(isinstance(flag, str) for flag in record["cpu"]["isa"])
+    assert record["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert isinstance(record["lock_sha256"], str) and len(record["lock_sha256"]) == 64
+    ort = record["runtimes"]["onnxruntime"]
+    assert {"available", "versions", "install"} <= set(ort)
+    assert isinstance(ort["available"], bool)
+    assert isinstance(ort["versions"], dict)
+    if ort["available"]:
+        assert ort["install"] is None
+        assert "onnxruntime" in ort["versions"]
+    else:
+        assert ort["install"] == 'pip install -c requirements/lock.txt -e ".[onnxruntime]"'
+    assert "pytorch" in record["runtimes"]
+
+
+def test_doctor_json_without_a_lock_file(tmp_path):
+    result = edgekit("doctor", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["lock_sha256"] is None
+
+
+def test_check_passes_on_a_valid_project(project):
+    result = edgekit("check", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "params valid: 3 variants" in result.stdout
+
+
+def test_check_with_unknown_runtime_prints_one_error_line(project):
+    break_params(project, lambda p: p["variants"]["ort-int8"].update(runtime="onnxrt"))
+    result = edgekit("check", cwd=project)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "variants.ort-int8.runtime = 'onnxrt'" in lines[0]
+    assert "onnxruntime, pytorch" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_with_project_option_from_elsewhere(project, tmp_path):
+    break_params(project, lambda p: p.update(threads="two"))
+    result = edgekit("check", "-C", str(project), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert "threads = 'two'" in result.stderr
+
+
+def test_traceback_option_shows_the_traceback(project):
+    break_params(project, lambda p: p["variants"]["ort-int8"].update(runtime="onnxrt"))
+    result = edgekit("--traceback", "check", cwd=project)
+    assert result.returncode != 0
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "UnknownNameError" in result.stderr
+    assert "variants.ort-int8.runtime" in result.stderr
+
+
+def test_optimize_unknown_variant_lists_the_known_ones(project):
+    result = edgekit("optimize", "no-such-variant", cwd=project)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "'no-such-variant'" in lines[0]
+    assert "ort-fp32, ort-int8, pytorch-fp32" in lines[0]
+
+
+def test_check_with_a_missing_model_folder_names_it(project):
+    break_params(project, lambda p: p["model"].update(source="./does-not-exist"))
+    result = edgekit("check", cwd=project)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "./does-not-exist" in lines[0]
+    assert str(project.resolve() / "does-not-exist") in lines[0]
+
+
+def test_check_without_params_names_the_file(tmp_path):
+    result = edgekit("check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: params.yaml: ")
+    assert "an existing params file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [(["optimise"], r"No such command 'optimise'"), (["optimize"], r"Missing (argument|parameter)")],
+    ids=["unknown-command", "missing-argument"],
+)
+def test_usage_errors_are_short_and_exit_2(tmp_path, args, pattern):
+    result = edgekit(*args, cwd=tmp_path)
+    assert "Traceback" not in result.stderr
+    assert re.search(pattern, result.stderr)
+    assert result.returncode == 2
