@@ -98,7 +98,20 @@ def report(project: str | Path = ".", notebook: str | Path | None = None) -> Pat
 
 
 def doctor(project: str | Path = ".") -> dict[str, Any]:
-    """What this machine offers: Python, lock digest, CPU and ISA, each runtime."""
+    """What this machine offers: Python, lock digest, CPU and ISA, each runtime with its devices."""
     from edgekit.environment import fingerprint
+    from edgekit.runtimes import runtimes
 
-    return fingerprint(Path(project))
+    record = fingerprint(Path(project))
+    for name, config in runtimes().items():
+        entry = record["runtimes"][name]
+        # Asking for devices imports the runtime, so only for installed ones and only here.
+        entry["devices"] = _devices(config) if entry["available"] else []
+    return record
+
+
+def _devices(config) -> list[str]:
+    try:
+        return list(config.devices())
+    except Exception as exc:  # a broken runtime install must not take doctor down
+        return [f"error: {type(exc).__name__}: {exc}"]

@@ -183,6 +183,8 @@ class Params:
     variants: dict[str, VariantParams]
     benchmark: BenchmarkParams
     evaluate_batch_size: int = 32
+    optimize_timeout_seconds: float = 1800.0
+    evaluate_timeout_seconds: float = 900.0
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -196,7 +198,14 @@ class Params:
         return self.variants[name]
 
 
-_TOP_LEVEL = {"seed", "threads", "model", "data", "baseline", "variants", "benchmark", "evaluate"}
+_TOP_LEVEL = {"seed", "threads", "model", "data", "baseline", "variants", "optimize", "benchmark", "evaluate"}
+
+
+def _timeout(raw: dict, default: float, field: str) -> float:
+    value = float(_typed(raw, "timeout_seconds", (int, float), default, field))
+    if value <= 0:
+        raise ConfigError(f"{field}.timeout_seconds", value, "a positive number of seconds")
+    return value
 
 
 def physical_cores() -> int:
@@ -226,7 +235,8 @@ def parse_params(raw: Any) -> Params:
         raise UnknownNameError("baseline", baseline, list(variants))
     if variants[baseline].runtime != "pytorch":
         raise ConfigError("baseline", baseline, "a variant whose runtime is pytorch (the reference outputs come from it)")
-    evaluate = _keys(raw.get("evaluate") or {}, {"batch_size"}, "evaluate")
+    evaluate = _keys(raw.get("evaluate") or {}, {"batch_size", "timeout_seconds"}, "evaluate")
+    optimize = _keys(raw.get("optimize") or {}, {"timeout_seconds"}, "optimize")
     batch_size = _typed(evaluate, "batch_size", int, 32, "evaluate")
     if batch_size < 1:
         raise ConfigError("evaluate.batch_size", batch_size, "a positive integer")
@@ -239,6 +249,8 @@ def parse_params(raw: Any) -> Params:
         variants=variants,
         benchmark=BenchmarkParams.parse(raw.get("benchmark")),
         evaluate_batch_size=batch_size,
+        optimize_timeout_seconds=_timeout(optimize, 1800.0, "optimize"),
+        evaluate_timeout_seconds=_timeout(evaluate, 900.0, "evaluate"),
         raw=raw,
     )
 

@@ -1,7 +1,8 @@
 """The ``optimize`` and ``evaluate`` stages for one variant.
 
+Both run the runtime in a child process (``edgekit.isolation``) with the time limit from params.
 A variant whose runtime is missing is written as ``skipped`` (reason and install command), one
-whose optimization crashes as ``failed`` (the error), and the pipeline goes on with the others.
+that crashes or runs out of time as ``failed`` (the error), and the pipeline goes on with the others.
 
 Example:
     >>> optimize_variant(params, Layout(Path(".")), "ort-int8")["status"]
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import platform
 import shutil
-import traceback
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,15 @@ from edgekit import __version__
 from edgekit.data import load_eval_pairs, read_sentences, unique_sentences
 from edgekit.deps import probe
 from edgekit.embedding import TextEncoder
-from edgekit.errors import EdgekitError, StageInputError, install_command
+from edgekit.errors import StageInputError, install_command
 from edgekit.evaluate import embed, fidelity, task_metric
 from edgekit.fsutil import read_json, staged_dir, write_json
+from edgekit.isolation import run_child
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest, verify_manifest, write_manifest
-from edgekit.params import Params
+from edgekit.params import Params, parse_params
 from edgekit.runtimes import get_runtime
+from edgekit.runtimes.base import OptimizeContext
 
 CARRIED_FILES = ("embedding.json", "source.json")
 
@@ -42,6 +45,15 @@ def _tool_versions(config) -> dict[str, str | None]:
     deps = config.dependencies + config.optimize_dependencies
     return {"edgekit": __version__, "python": platform.python_version(),
             **{d.distribution: probe(d).version for d in deps}}
+
+
+def _payload(params: Params, layout: Layout, name: str, **extra: Any) -> dict[str, Any]:
+    return {"params": params.raw, "root": str(layout.root.resolve()), "variant": name, **extra}
+
+
+def _unpack(payload: dict[str, Any]) -> tuple[Params, Layout, Any]:
+    params = parse_params(payload["params"])
+    return params, Layout(Path(payload["root"])), params.variant(payload["variant"])
 
 
 def optimize_variant(params: Params, layout: Layout, name: str) -> dict[str, Any]:
@@ -62,26 +74,46 @@ def optimize_variant(params: Params, layout: Layout, name: str) -> dict[str, Any
             names = ", ".join(d.distribution for d in missing)
             record.update(status="skipped", reason=f"{names} not installed", install=install_command(config.extra))
         else:
-            record.update(_run_optimize(config, variant, params, layout, out))
+            payload = _payload(params, layout, name, out=str(out))
+            result = run_child("edgekit.variants:optimize_in_child", payload, params.optimize_timeout_seconds,
+                               "optimize.timeout_seconds")
+            record.update(_optimize_outcome(result, layout, out))
         return write_manifest(out, record)
 
 
-def _run_optimize(config, variant, params: Params, layout: Layout, out: Path) -> dict[str, Any]:
-    try:
-        backend = config.backend(for_optimize=True)(variant.precision, variant.options, params.threads)
-        steps = backend.optimize(layout.source_model, out, read_sentences(layout.calibration))
-    except EdgekitError:
-        raise
-    except Exception as exc:  # a runtime's own failure is the variant's result, not the pipeline's
-        _clear(out)
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=8)}
+def _optimize_outcome(result: dict[str, Any], layout: Layout, out: Path) -> dict[str, Any]:
+    if result["status"] != "ok":
+        _clear(out)  # no half-made model files next to a failed manifest
+        return result
     for name in CARRIED_FILES:
         shutil.copy2(layout.source_model / name, out / name)
-    return {"status": "ok", "optimization": steps}
+    return {"status": "ok", "optimization": result["optimization"]}
+
+
+def optimize_in_child(payload: dict[str, Any]) -> dict[str, Any]:
+    """Child side of ``optimize_variant``: run the runtime's optimizer into ``payload['out']``."""
+    params, layout, variant = _unpack(payload)
+    config = get_runtime(variant.runtime)
+    backend = config.backend(for_optimize=True)(variant.precision, variant.options, params.threads)
+    with tempfile.TemporaryDirectory(prefix=f"edgekit-{variant.name}-") as scratch:
+        steps = backend.optimize(layout.source_model, Path(payload["out"]), _context(params, layout, Path(scratch)))
+    return {"optimization": steps}
+
+
+def _context(params: Params, layout: Layout, scratch: Path) -> OptimizeContext:
+    return OptimizeContext(
+        calibration=read_sentences(layout.calibration),
+        eval_pairs=load_eval_pairs(layout),
+        baseline_metric=read_json(layout.baseline_metrics)["spearman"],
+        max_seq_length=params.model.max_seq_length,
+        pooling=read_json(layout.source_model / "embedding.json"),
+        seed=params.seed,
+        scratch=scratch,
+    )
 
 
 def status_record(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The fields a later stage copies from a variant that was not made."""
+    """The fields a later stage copies from a variant's manifest (and why it was not made, if so)."""
     keys = ("variant", "runtime", "precision", "status", "reason", "install", "error")
     return {k: manifest[k] for k in keys if k in manifest}
 
@@ -91,18 +123,22 @@ def evaluate_variant(params: Params, layout: Layout, name: str) -> dict[str, Any
     params.variant(name)
     folder = layout.variant_dir(name)
     manifest = read_manifest(folder)
-    if manifest["status"] != "ok":
-        result = status_record(manifest)
-    else:
-        result = _evaluate(params, layout, folder, verify_manifest(folder))
+    result = status_record(manifest)
+    if manifest["status"] == "ok":
+        verify_manifest(folder)
+        outcome = run_child("edgekit.variants:evaluate_in_child", _payload(params, layout, name),
+                            params.evaluate_timeout_seconds, "evaluate.timeout_seconds")
+        result.update(outcome)
     write_json(layout.evaluate_metrics(name), result)
     return result
 
 
-def _evaluate(params: Params, layout: Layout, folder: Path, manifest: dict) -> dict[str, Any]:
-    config = get_runtime(manifest["runtime"])
-    options = config.options.parse(manifest["options"], "options")
-    backend = config.backend()(manifest["precision"], options, params.threads)
+def evaluate_in_child(payload: dict[str, Any]) -> dict[str, Any]:
+    """Child side of ``evaluate_variant``: embed the evaluation sentences and score them."""
+    params, layout, variant = _unpack(payload)
+    folder = layout.variant_dir(variant.name)
+    config = get_runtime(variant.runtime)
+    backend = config.backend()(variant.precision, variant.options, params.threads)
     backend.load(folder)
     pairs = load_eval_pairs(layout)
     sentences = unique_sentences(pairs)
@@ -115,7 +151,6 @@ def _evaluate(params: Params, layout: Layout, folder: Path, manifest: dict) -> d
     metric = task_metric(vectors, sentences, pairs)
     baseline = read_json(layout.baseline_metrics)["spearman"]
     return {
-        **status_record(manifest),
         "spearman": round(metric, 4),
         "retention": round(metric / baseline, 6) if baseline else None,
         **fidelity(vectors, reference),

@@ -12,7 +12,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgekit.deps import DVC, LLAMA_CPP, MLX, NNCF, ONNXRUNTIME, OPENVINO, OPTIMUM_ONNX, PAPERMILL, TORCH, TRANSFORMERS, probe
+from edgekit.deps import (
+    DVC,
+    LLAMA_CPP,
+    MLX,
+    NNCF,
+    OLIVE,
+    ONNXRUNTIME,
+    OPENVINO,
+    OPTIMUM_ONNX,
+    PAPERMILL,
+    TORCH,
+    TRANSFORMERS,
+    probe,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,6 +35,7 @@ MARKER_DEPENDENCIES = {
     "openvino": (OPENVINO, NNCF),
     "llamacpp": (LLAMA_CPP,),
     "mlx": (MLX,),
+    "olive": (OLIVE, ONNXRUNTIME, TORCH),
     "notebook": (PAPERMILL,),
     "pipeline": (DVC, TORCH, ONNXRUNTIME, PAPERMILL),
 }

@@ -2,35 +2,44 @@
 
 Each case: optimize on the small offline model, manifest digests match the files, load, run,
 output shape and dtype, a second run gives the same output, and fidelity to the PyTorch baseline
-at or above the threshold documented for that precision (README, "Fidelity thresholds").
+at or above the floor the runtime's config declares for that precision (``fidelity_floor``).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
 
 import numpy as np
 import pytest
 import yaml
 
+from conftest import MARKER_DEPENDENCIES
 from edgekit import api
-from edgekit.deps import Dependency
 from edgekit.embedding import TextEncoder
 from edgekit.fsutil import read_json, sha256_file
 from edgekit.layout import Layout
 from edgekit.manifest import verify_manifest
 from edgekit.params import load_params
 from edgekit.runtimes import get_runtime, runtimes
-from edgekit.runtimes.base import Backend, Options, RuntimeConfig
 
-# runtime, precision, options, minimum mean cosine to the baseline, minimum task retention
-CASES = [
-    pytest.param("pytorch", "fp32", {}, 0.99999, 0.9999, marks=pytest.mark.pytorch, id="pytorch-fp32"),
-    pytest.param("onnxruntime", "fp32", {"fusions": True}, 0.9999, 0.999, marks=pytest.mark.onnxruntime, id="ort-fp32"),
-    pytest.param("onnxruntime", "fp32", {"fusions": False}, 0.9999, 0.999, marks=pytest.mark.onnxruntime, id="ort-fp32-unfused"),
-    pytest.param("onnxruntime", "int8", {"per_channel": True}, 0.98, 0.97, marks=pytest.mark.onnxruntime, id="ort-int8-per-channel"),
-    pytest.param("onnxruntime", "int8", {"per_channel": False}, 0.95, 0.95, marks=pytest.mark.onnxruntime, id="ort-int8-per-tensor"),
-]
+
+def conformance_cases() -> list:
+    """Every registered runtime × precision (plus its extra option sets), marked with its runtime.
+
+    The fidelity bar of each case is the runtime's own floor for that precision and options.
+    """
+    cases = []
+    for name, config in sorted(runtimes().items()):
+        if name not in MARKER_DEPENDENCIES:
+            continue  # a runtime registered by a test, not a built-in
+        for precision in config.precisions:
+            default = ({}, config.fidelity_floor[precision])
+            for options, floor in (default, *config.conformance_options.get(precision, ())):
+                suffix = "-".join(f"{k}-{v}" for k, v in options.items()).lower()
+                case_id = "-".join(filter(None, (name, precision, suffix)))
+                cases.append(pytest.param(name, precision, options, floor.cosine_mean, floor.retention,
+                                          marks=getattr(pytest.mark, name), id=case_id))
+    return cases
 
 
 def with_variant(project, name: str, spec: dict, params_file: str = "params.yaml"):
@@ -44,9 +53,9 @@ def with_variant(project, name: str, spec: dict, params_file: str = "params.yaml
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("runtime", "precision", "options", "min_cosine", "min_retention"), CASES)
+@pytest.mark.parametrize(("runtime", "precision", "options", "min_cosine", "min_retention"), conformance_cases())
 def test_runtime_conformance(baseline_project, runtime, precision, options, min_cosine, min_retention):
-    name = f"case-{runtime}-{precision}-{'-'.join(f'{k}{v}' for k, v in options.items()) or 'default'}".lower()
+    name = f"case-{runtime}-{precision}-{'-'.join(f'{k}-{v}' for k, v in options.items()) or 'default'}".lower().replace("_", "-")
     with_variant(baseline_project, name, {"runtime": runtime, "precision": precision, "options": options})
     layout = Layout(baseline_project)
 
@@ -90,15 +99,24 @@ def test_tokenization_matches_the_baseline_tokenizer(baseline_project):
         np.testing.assert_array_equal(ours[key], reference[key])
 
 
-# A runtime that is registered but not installed, and one whose optimizer crashes.
+PLUGIN = """
+import dataclasses, os, time
+from edgekit.deps import Dependency
+from edgekit.runtimes.base import Backend, Options, RuntimeConfig
+
+
 @dataclasses.dataclass(frozen=True)
-class _NoOptions(Options):
+class NoOptions(Options):
     pass
 
 
-class _CrashingBackend(Backend):
-    def optimize(self, source, out, calibration):
+class Misbehaving(Backend):
+    def optimize(self, source, out, context):
         (out / "partial.bin").write_bytes(b"half")
+        if self.precision == "abort":
+            os.abort()  # a native crash, as a converter segfault would be
+        if self.precision == "hang":
+            time.sleep(600)
         raise RuntimeError("converter crashed on layer 3")
 
     def load(self, folder):
@@ -108,38 +126,47 @@ class _CrashingBackend(Backend):
         raise AssertionError("never run")
 
 
-class _GhostConfig(RuntimeConfig):
-    name = "ghost"
-    extra = "ghost"
+class GhostConfig(RuntimeConfig):
+    name, extra, precisions, options = "ghost", "ghost", ("fp32",), NoOptions
     dependencies = (Dependency("edgekit_ghost_runtime", "ghost-runtime", "ghost"),)
-    precisions = ("fp32",)
-    options = _NoOptions
     backend_path = "unused:Unused"
 
 
-class _CrashConfig(RuntimeConfig):
-    name = "crash"
-    extra = "pytorch"
+class CrashConfig(RuntimeConfig):
+    name, extra, precisions, options = "crash", "crash", ("raise", "abort", "hang"), NoOptions
     dependencies = ()
-    precisions = ("fp32",)
-    options = _NoOptions
-    backend_path = f"{__name__}:_CrashingBackend"
+    backend_path = "edgekit_test_plugin:Misbehaving"
+"""
 
 
 @pytest.fixture
-def extra_runtimes():
-    table = runtimes()
-    table.update(ghost=_GhostConfig, crash=_CrashConfig)
+def plugin_runtimes(tmp_path, monkeypatch):
+    """Two third-party runtimes registered through the edgekit.runtimes entry-point group, as a real plug-in is."""
+    site = tmp_path / "site"
+    (site / "edgekit_test_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "edgekit_test_plugin.py").write_text(PLUGIN)
+    (site / "edgekit_test_plugin-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: edgekit-test-plugin\nVersion: 1.0\n")
+    (site / "edgekit_test_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[edgekit.runtimes]\nghost = edgekit_test_plugin:GhostConfig\ncrash = edgekit_test_plugin:CrashConfig\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(site), os.environ.get("PYTHONPATH")))))
+    runtimes.cache_clear()
     yield
-    del table["ghost"], table["crash"]
+    runtimes.cache_clear()
 
 
 @pytest.mark.pytorch
 @pytest.mark.slow
-def test_missing_and_crashing_runtimes_are_recorded_and_the_rest_go_on(baseline_project, extra_runtimes):
+def test_missing_and_misbehaving_runtimes_are_recorded_and_the_rest_go_on(baseline_project, plugin_runtimes):
+    assert {"ghost", "crash"} <= set(runtimes())
     # A separate params file: the shared project's params.yaml must stay valid without these runtimes.
-    with_variant(baseline_project, "ghost-fp32", {"runtime": "ghost", "precision": "fp32"}, "params-extra.yaml")
-    extra = with_variant(baseline_project, "crash-fp32", {"runtime": "crash", "precision": "fp32"}, "params-extra.yaml")
+    extra = None
+    for name, spec in {"ghost-fp32": ("ghost", "fp32"), "crash-raise": ("crash", "raise"),
+                       "crash-abort": ("crash", "abort"), "crash-hang": ("crash", "hang")}.items():
+        extra = with_variant(baseline_project, name, {"runtime": spec[0], "precision": spec[1]}, "params-extra.yaml")
+    params = yaml.safe_load(extra.read_text())
+    params["optimize"] = {"timeout_seconds": 5}
+    extra.write_text(yaml.safe_dump(params, sort_keys=False))
     layout = Layout(baseline_project)
 
     skipped = api.optimize("ghost-fp32", baseline_project, extra)
@@ -147,11 +174,19 @@ def test_missing_and_crashing_runtimes_are_recorded_and_the_rest_go_on(baseline_
     assert "ghost-runtime not installed" in skipped["reason"]
     assert skipped["install"] == 'pip install -c requirements/lock.txt -e ".[ghost]"'
 
-    failed = api.optimize("crash-fp32", baseline_project, extra)
-    assert failed["status"] == "failed"
-    assert "converter crashed on layer 3" in failed["error"]
-    assert not (layout.variant_dir("crash-fp32") / "partial.bin").exists()
+    raised = api.optimize("crash-raise", baseline_project, extra)
+    assert raised["status"] == "failed"
+    assert "RuntimeError: converter crashed on layer 3" in raised["error"]
+    assert "Traceback" in raised["stderr"]
+    assert not (layout.variant_dir("crash-raise") / "partial.bin").exists()
 
-    for name, status in (("ghost-fp32", "skipped"), ("crash-fp32", "failed")):
+    aborted = api.optimize("crash-abort", baseline_project, extra)
+    assert aborted["status"] == "failed" and "killed by SIGABRT" in aborted["error"]
+
+    hung = api.optimize("crash-hang", baseline_project, extra)
+    assert hung["status"] == "failed"
+    assert hung["error"] == "timed out after 5 s (optimize.timeout_seconds)"
+
+    for name, status in (("ghost-fp32", "skipped"), ("crash-raise", "failed"), ("crash-hang", "failed")):
         assert api.benchmark(name, baseline_project, extra)["status"] == status
         assert api.evaluate(name, baseline_project, extra)["status"] == status

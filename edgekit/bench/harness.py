@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 from edgekit.bench.stats import PERCENTILE_METHOD, summarize
 from edgekit.data import load_eval_pairs, unique_sentences
 from edgekit.fsutil import read_json, write_json
+from edgekit.isolation import run_child
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest, verify_manifest
 from edgekit.params import Params
@@ -41,20 +40,9 @@ def _request(params: Params, manifest: dict, folder: Path, texts: Path) -> dict[
 
 
 def run_worker(request: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
-    """Run the worker in a fresh interpreter; return its result or a ``failed`` record."""
+    """Run the timing worker in a fresh interpreter; return its result or a ``failed`` record."""
     env = dict(os.environ, **{name: str(threads) for name in THREAD_ENV})
-    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as scratch:
-        request_path, result_path = Path(scratch) / "request.json", Path(scratch) / "result.json"
-        request_path.write_text(json.dumps(request))
-        command = [sys.executable, "-m", "edgekit.bench.worker", str(request_path), str(result_path)]
-        try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"status": "failed", "error": f"timed out after {timeout:.0f} s (benchmark.timeout_seconds)"}
-        if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-12:])
-            return {"status": "failed", "error": f"worker exited with code {done.returncode}", "stderr": tail}
-        return {"status": "ok", **json.loads(result_path.read_text())}
+    return run_child("edgekit.bench.worker:run", request, timeout, "benchmark.timeout_seconds", env)
 
 
 def benchmark_variant(params: Params, layout: Layout, name: str) -> dict[str, Any]:

@@ -1,10 +1,10 @@
-"""The child process that times one variant: ``python -m edgekit.bench.worker REQUEST RESULT``.
+"""What the child process that times one variant runs (through ``edgekit.isolation.run_child``).
 
 It imports only the variant's runtime (never torch for an ONNX Runtime variant), so its peak RSS
 (``ru_maxrss`` of this process) is the variant's own footprint plus the interpreter.
 
 Example:
-    $ python -m edgekit.bench.worker request.json result.json
+    >>> run_child("edgekit.bench.worker:run", request, timeout=900, setting="benchmark.timeout_seconds")
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import psutil
 
 from edgekit.embedding import TextEncoder
-from edgekit.fsutil import write_json
 
 
 def _rss_bytes() -> int:
@@ -81,14 +80,3 @@ def run(request: dict) -> dict[str, Any]:
         "runtime_settings": backend.describe(),
         "scenarios": scenarios,
     }
-
-
-def main(argv: list[str]) -> int:
-    request_path, result_path = argv
-    request = json.loads(Path(request_path).read_text())
-    write_json(Path(result_path), run(request))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -54,6 +54,37 @@ class Options:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class OptimizeContext:
+    """What an optimizer may use besides the source model.
+
+    Attributes:
+        calibration: unlabeled sentences for calibration (static quantization).
+        eval_pairs: the labeled evaluation pairs, for accuracy-aware optimizers.
+        baseline_metric: the baseline's task metric (Spearman ×100) on ``eval_pairs``.
+        max_seq_length: tokens kept per sentence.
+        pooling: ``{"pooling": "mean"|"cls"|"max", "normalize": bool}`` of the model.
+        seed: the pipeline seed.
+        scratch: a folder for intermediate files (removed afterwards).
+    """
+
+    calibration: list[str]
+    eval_pairs: list
+    baseline_metric: float
+    max_seq_length: int
+    pooling: dict[str, Any]
+    seed: int
+    scratch: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class FidelityFloor:
+    """The lowest fidelity a precision may show against the fp32 baseline (the conformance suite's bar)."""
+
+    cosine_mean: float
+    retention: float
+
+
 class RuntimeConfig:
     """What edgekit knows about a runtime without importing it.
 
@@ -65,6 +96,8 @@ class RuntimeConfig:
         precisions: the ``precision`` values it accepts.
         options: the dataclass of its per-variant options.
         backend_path: ``module:Class`` of its heavy backend.
+        fidelity_floor: per precision, the minimum fidelity the conformance suite accepts.
+        conformance_options: per precision, extra (options, floor) pairs the conformance suite also runs.
     """
 
     name: ClassVar[str]
@@ -74,6 +107,13 @@ class RuntimeConfig:
     precisions: ClassVar[tuple[str, ...]]
     options: ClassVar[type[Options]] = Options
     backend_path: ClassVar[str]
+    fidelity_floor: ClassVar[dict[str, FidelityFloor]] = {}
+    conformance_options: ClassVar[dict[str, tuple[tuple[dict[str, Any], FidelityFloor], ...]]] = {}
+
+    @classmethod
+    def devices(cls) -> list[str]:
+        """Devices this runtime can run on here (may import the runtime; only ``doctor`` asks)."""
+        return ["CPU"]
 
     @classmethod
     def missing(cls, for_optimize: bool = True) -> list[Dependency]:
@@ -102,8 +142,12 @@ class Backend(ABC):
         self.threads = threads
 
     @abstractmethod
-    def optimize(self, source: Path, out: Path, calibration: list[str]) -> dict[str, Any]:
-        """Write the variant's model files into ``out``; return what was done (for the manifest)."""
+    def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
+        """Write the variant's model files into ``out``; return what was done (for the manifest).
+
+        ``source`` is a Hugging Face folder (config.json, model.safetensors, tokenizer files).
+        The tokenizer files and embedding.json are copied into ``out`` by the caller.
+        """
 
     @abstractmethod
     def load(self, folder: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgekit.runtimes.base import Backend
+from edgekit.runtimes.base import Backend, OptimizeContext
 
 MODEL_FILE = "model.onnx"
 _LEVELS = {
@@ -41,7 +41,7 @@ def _op_counts(path: Path) -> dict[str, int]:
 
 
 class OnnxRuntimeBackend(Backend):
-    def optimize(self, source: Path, out: Path, calibration: list[str]) -> dict[str, Any]:
+    def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
         from optimum.exporters.onnx import main_export
 
         record: dict[str, Any] = {"steps": []}

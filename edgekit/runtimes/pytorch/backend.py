@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from edgekit.runtimes.base import Backend
+from edgekit.runtimes.base import Backend, OptimizeContext
 
 # Files a variant folder keeps from the source: weights, config and tokenizer.
 _SOURCE_FILES = ("*.json", "*.safetensors", "*.txt", "*.model")
@@ -37,7 +37,7 @@ def set_threads(threads: int) -> None:
 
 
 class PyTorchBackend(Backend):
-    def optimize(self, source: Path, out: Path, calibration: list[str]) -> dict[str, Any]:
+    def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
         for pattern in _SOURCE_FILES:
             for path in source.glob(pattern):
                 if path.is_file():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from edgekit.deps import TORCH, TRANSFORMERS
-from edgekit.runtimes.base import Options, RuntimeConfig
+from edgekit.runtimes.base import FidelityFloor, Options, RuntimeConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,3 +37,4 @@ class PyTorchConfig(RuntimeConfig):
     precisions = ("fp32",)
     options = PyTorchOptions
     backend_path = "edgekit.runtimes.pytorch.backend:PyTorchBackend"
+    fidelity_floor = {"fp32": FidelityFloor(cosine_mean=0.99999, retention=0.9999)}

@@ -1,0 +1,97 @@
+"""Run one function in a fresh interpreter, with a time limit, and bring back its result.
+
+A runtime that segfaults, hangs or leaks cannot take the pipeline down with it: the stage records
+the variant as failed with the reason and the other variants go on. The child's own
+``EdgekitError`` (bad input, a missing dependency) is raised again in the parent, because it is the
+user's to fix, not the variant's result.
+
+Example:
+    >>> result = run_child("edgekit.bench.worker:run", request, timeout=900, setting="benchmark.timeout_seconds")
+    >>> result["status"]
+    'ok'
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import EdgekitError
+from edgekit.fsutil import write_json
+
+_EDGEKIT_ERROR_EXIT = 3
+_STDERR_TAIL_LINES = 15
+
+
+def _tail(text: str) -> str:
+    return "\n".join(text.strip().splitlines()[-_STDERR_TAIL_LINES:])
+
+
+def _failure(returncode: int, stderr: str) -> dict[str, Any]:
+    if returncode < 0:
+        reason = f"killed by {signal.Signals(-returncode).name}"
+    else:
+        reason = f"exited with code {returncode}"
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    return {"status": "failed", "error": f"{reason}: {last}" if last else reason, "stderr": _tail(stderr)}
+
+
+def run_child(target: str, payload: dict[str, Any], timeout: float, setting: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Call ``module:function(payload)`` in a new process; return ``{"status": "ok", **result}`` or a failure.
+
+    Args:
+        target: ``module:function``; the function takes the payload dict and returns a JSON-able dict.
+        payload: its argument (JSON-able).
+        timeout: seconds before the child and everything it started are killed.
+        setting: the params field that sets ``timeout``, named in the failure message.
+        env: the child's environment (default: this process's).
+
+    Raises:
+        EdgekitError: the child raised one (its message and hint are kept).
+    """
+    with tempfile.TemporaryDirectory(prefix="edgekit-child-") as scratch:
+        request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        request.write_text(json.dumps({"target": target, "payload": payload}))
+        command = [sys.executable, "-m", "edgekit.isolation", str(request), str(result)]
+        # A new session, so that a timeout also kills what the child started (converters, compilers).
+        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            _, stderr = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            return {"status": "failed", "error": f"timed out after {timeout:.0f} s ({setting})"}
+        if child.returncode == _EDGEKIT_ERROR_EXIT and result.is_file():
+            error = json.loads(result.read_text())
+            raise EdgekitError(error["message"], error["hint"])
+        if child.returncode != 0 or not result.is_file():
+            return _failure(child.returncode, stderr)
+        return {"status": "ok", **json.loads(result.read_text())}
+
+
+def main(argv: list[str]) -> int:
+    request_path, result_path = (Path(a) for a in argv)
+    request = json.loads(request_path.read_text())
+    module_name, _, function_name = request["target"].partition(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    try:
+        write_json(result_path, function(request["payload"]))
+    except EdgekitError as exc:
+        write_json(result_path, {"message": exc.message, "hint": exc.hint})
+        return _EDGEKIT_ERROR_EXIT
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
