@@ -46,6 +46,17 @@ def environment(project: str | Path = ".", out: str | Path | None = None) -> dic
     return record
 
 
+def calibrate(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Measure this machine's roofline: fp32/int8 GEMM throughput and memory bandwidth."""
+    from edgekit.bench.roofline import calibrate as measure
+    from edgekit.fsutil import write_json
+
+    params, layout = _setup(project, params_file)
+    record = measure(params.threads)
+    write_json(layout.roofline, record)
+    return record
+
+
 def data(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """Build the evaluation and calibration sets."""
     from edgekit.data import build_data

@@ -67,6 +67,15 @@ def environment(project: Project = Path("."), output: Annotated[Path | None, typ
 
 
 @app.command()
+def calibrate(project: Project = Path(".")) -> None:
+    """Measure this machine's roofline (GEMM throughput, memory bandwidth)."""
+    record = api.calibrate(project)
+    int8 = record["int8_gemm_gops"]
+    _done(f"roofline: fp32 GEMM {record['fp32_gemm_gflops']} GFLOP/s, int8 GEMM {int8 if int8 is not None else 'n/a'} GOP/s, "
+          f"memory {record['memory_bandwidth_gbs']} GB/s, energy {record['energy']}")
+
+
+@app.command()
 def data(project: Project = Path(".")) -> None:
     """Build the evaluation and calibration sets."""
     record = api.data(project)

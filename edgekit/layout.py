@@ -20,6 +20,10 @@ class Layout:
         return self.root / "outputs" / "environment.json"
 
     @property
+    def roofline(self) -> Path:
+        return self.root / "outputs" / "roofline.json"
+
+    @property
     def eval_dir(self) -> Path:
         return self.root / "data" / "eval"
 

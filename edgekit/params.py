@@ -141,12 +141,15 @@ class VariantParams:
 class BenchmarkParams:
     """How each variant is timed (see ``edgekit.bench``)."""
 
-    batch_sizes: tuple[int, ...] = (1,)
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
     seq_lengths: tuple[int, ...] = (32, 128)
     warmup_iterations: int = 10
-    min_iterations: int = 30
-    min_seconds: float = 2.0
-    max_seconds: float = 20.0
+    min_iterations: int = 20
+    min_seconds: float = 1.0
+    max_seconds: float = 10.0
+    target_ci_half_width: float = 0.02
+    repeats: int = 2
+    unstable_retries: int = 1
     timeout_seconds: float = 900.0
 
     @classmethod
@@ -160,12 +163,20 @@ class BenchmarkParams:
             _typed(raw, "min_iterations", int, d.min_iterations, "benchmark"),
             float(_typed(raw, "min_seconds", (int, float), d.min_seconds, "benchmark")),
             float(_typed(raw, "max_seconds", (int, float), d.max_seconds, "benchmark")),
+            float(_typed(raw, "target_ci_half_width", (int, float), d.target_ci_half_width, "benchmark")),
+            _typed(raw, "repeats", int, d.repeats, "benchmark"),
+            _typed(raw, "unstable_retries", int, d.unstable_retries, "benchmark"),
             float(_typed(raw, "timeout_seconds", (int, float), d.timeout_seconds, "benchmark")),
         )
         if params.warmup_iterations < 0:
             raise ConfigError("benchmark.warmup_iterations", params.warmup_iterations, "0 or more")
         if params.min_iterations < 5:
             raise ConfigError("benchmark.min_iterations", params.min_iterations, "at least 5 (percentiles need samples)")
+        if not 0 < params.target_ci_half_width < 1:
+            raise ConfigError("benchmark.target_ci_half_width", params.target_ci_half_width,
+                              "a fraction of the median between 0 and 1, e.g. 0.02 for ±2%")
+        if params.repeats < 1 or params.unstable_retries < 0:
+            raise ConfigError("benchmark.repeats", params.repeats, "at least 1 process per scenario (and unstable_retries ≥ 0)")
         if params.max_seconds < params.min_seconds:
             raise ConfigError("benchmark.max_seconds", params.max_seconds, f"at least min_seconds ({params.min_seconds})")
         return params

@@ -21,6 +21,7 @@ class Results:
     environment: dict[str, Any]
     baseline: dict[str, Any]
     samples: dict[str, dict[str, Any]]
+    metrics: dict[str, dict[str, Any]]
 
     @property
     def measured(self) -> list[str]:
@@ -40,15 +41,20 @@ class Results:
         return pd.DataFrame(rows, columns=columns).dropna(axis=1, how="all")
 
     def latency_samples(self, variant: str, scenario: str) -> list[float]:
-        """Raw latency samples (ms) of one variant in one scenario (``b1_s32``)."""
+        """Raw latency samples (ms) of one variant in one scenario (``b1_s32``), all repeats pooled."""
         for s in self.samples[variant].get("scenarios", []):
             if f"b{s['batch_size']}_s{s['seq_length']}" == scenario:
-                return s["samples_ms"]
+                return [x for run in s["runs"] for x in run["samples_ms"]]
         return []
+
+    def benchmark_metrics(self, variant: str) -> dict[str, Any]:
+        """The benchmark stage's metrics of one variant."""
+        return self.metrics[variant]
 
 
 def load_results(root: Path) -> Results:
     layout = Layout(Path(root))
     summary = read_json(layout.summary)
     samples = {name: read_json(layout.benchmark_samples(name)) for name in summary["variants"]}
-    return Results(summary, read_json(layout.environment), read_json(layout.baseline_metrics), samples)
+    metrics = {name: read_json(layout.benchmark_metrics(name)) for name in summary["variants"]}
+    return Results(summary, read_json(layout.environment), read_json(layout.baseline_metrics), samples, metrics)

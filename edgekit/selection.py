@@ -1,7 +1,9 @@
 """The ``select`` stage: one table of every variant against the baseline.
 
-Speed-up is baseline p50 / variant p50 per scenario; memory reduction is 1 − variant peak RSS /
-baseline peak RSS (each measured in its own process); size reduction likewise on disk.
+Speed-up is baseline p50 / variant p50 per scenario, with a bootstrap 95% CI from the raw samples;
+memory reduction is 1 − variant peak RSS / baseline peak RSS (each measured in its own process, at
+the headline scenario); size reduction likewise on disk. Each variant also gets its place on this
+machine's roofline (``outputs/roofline.json``).
 
 Example:
     >>> summary = select_variants(params, Layout(Path(".")))
@@ -14,12 +16,41 @@ import csv
 import io
 from typing import Any
 
+import numpy as np
+
+from edgekit.bench.roofline import encoder_flops, roofline_point
+from edgekit.bench.stats import ratio_ci
 from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
 from edgekit.params import Params
 
-TABLE_COLUMNS = ("variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "peak_rss_mb",
+TABLE_COLUMNS = ("variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "speedup_ci_low", "peak_rss_mb",
                  "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention")
+
+
+def _samples(raw: dict[str, Any], key: str) -> np.ndarray:
+    for scenario in raw["scenarios"]:
+        if f"b{scenario['batch_size']}_s{scenario['seq_length']}" == key:
+            return np.array([x for run in scenario["runs"] for x in run["samples_ms"]])
+    raise KeyError(key)
+
+
+def _speed(bench: dict, raw: dict, base: dict, base_raw: dict, headline: str, seed: int) -> dict[str, Any]:
+    low, high = ratio_ci(_samples(base_raw, headline), _samples(raw, headline), seed=seed)
+    return {
+        "speedup_ci95": [round(low, 3), round(high, 3)],
+        "speedup_by_scenario": {k: round(base["scenarios"][k]["p50_ms"] / v["p50_ms"], 3)
+                                for k, v in bench["scenarios"].items() if k in base["scenarios"]},
+        "p50_ms_by_scenario": {k: v["p50_ms"] for k, v in bench["scenarios"].items()},
+        "unstable": bench["unstable"],
+    }
+
+
+def _roofline(bench: dict, model_config: dict, peaks: dict, precision: str, headline: str) -> dict[str, Any]:
+    batch_size, seq_length = (int(part[1:]) for part in headline.split("_"))
+    flops = encoder_flops(model_config, batch_size, seq_length)
+    seconds = bench["scenarios"][headline]["p50_ms"] / 1000
+    return roofline_point(flops, bench["size_mb"] * 2**20, seconds, peaks, precision)
 
 
 def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> dict[str, Any]:
@@ -35,9 +66,6 @@ def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> di
     row.update({
         "p50_ms": scenario["p50_ms"], "p99_ms": scenario["p99_ms"],
         "speedup": round(base_scenarios[headline]["p50_ms"] / scenario["p50_ms"], 3),
-        "speedup_by_scenario": {k: round(base_scenarios[k]["p50_ms"] / v["p50_ms"], 3)
-                                for k, v in bench["scenarios"].items() if k in base_scenarios},
-        "p50_ms_by_scenario": {k: v["p50_ms"] for k, v in bench["scenarios"].items()},
         "peak_rss_mb": bench["peak_rss_mb"], "size_mb": bench["size_mb"], "load_s": bench["load_s"],
         "memory_reduction": round(1 - bench["peak_rss_mb"] / base["peak_rss_mb"], 4),
         "size_reduction": round(1 - bench["size_mb"] / base["size_mb"], 4),
@@ -56,9 +84,19 @@ def select_variants(params: Params, layout: Layout) -> dict[str, Any]:
 
         raise StageInputError(f"the baseline {params.baseline} has status {base['status']}: {base.get('error', base.get('reason'))}",
                               f"fix it and run `dvc repro benchmark@{params.baseline}`")
-    rows = {name: _row(name, read_json(layout.benchmark_metrics(name)), read_json(layout.evaluate_metrics(name)), base, headline)
-            for name in params.variants}
-    summary = {"baseline": params.baseline, "headline_scenario": headline, "threads": params.threads, "variants": rows}
+    base_raw = read_json(layout.benchmark_samples(params.baseline))
+    peaks = read_json(layout.roofline)
+    model_config = read_json(layout.source_model / "config.json")
+    rows = {}
+    for name in params.variants:
+        bench = read_json(layout.benchmark_metrics(name))
+        row = _row(name, bench, read_json(layout.evaluate_metrics(name)), base, headline)
+        if row["status"] == "ok":
+            row.update(_speed(bench, read_json(layout.benchmark_samples(name)), base, base_raw, headline, params.seed))
+            row["roofline"] = _roofline(bench, model_config, peaks, row["precision"], headline)
+        rows[name] = row
+    summary = {"baseline": params.baseline, "headline_scenario": headline, "threads": params.threads,
+               "roofline_peaks": peaks, "variants": rows}
     write_json(layout.summary, summary)
     write_text(layout.plots_dir / "variants.csv", _csv(rows.values()))
     return summary
@@ -70,5 +108,5 @@ def _csv(rows) -> str:
     writer.writeheader()
     for row in rows:
         if row["status"] == "ok":
-            writer.writerow(row)
+            writer.writerow({**row, "speedup_ci_low": row["speedup_ci95"][0]})
     return buffer.getvalue()

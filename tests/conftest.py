@@ -65,8 +65,9 @@ def small_params(**overrides) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["eval_pairs"] = 40
     params["data"]["calibration_size"] = 16
-    params["benchmark"].update(seq_lengths=[16, 32], warmup_iterations=2, min_iterations=10,
-                               min_seconds=0.2, max_seconds=2.0, timeout_seconds=300)
+    params["benchmark"].update(batch_sizes=[1, 2], seq_lengths=[16], warmup_iterations=2, min_iterations=10,
+                               min_seconds=0.1, max_seconds=1.0, target_ci_half_width=0.05, repeats=2,
+                               unstable_retries=0, timeout_seconds=300)
     for key, value in overrides.items():
         params[key] = value
     return params

@@ -73,18 +73,34 @@ ax.set_ylabel("mean cosine to the baseline")
 ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()"""),
-    ("md", "## How this was measured"),
+    ("md", "## Roofline\nAchieved throughput at the headline scenario against this machine's bound: "
+           "min(compute peak, arithmetic intensity × memory bandwidth), from the `calibrate` stage."),
+    ("code", """\
+peaks = summary["roofline_peaks"]
+display(Markdown(f"fp32 GEMM **{peaks['fp32_gemm_gflops']} GFLOP/s** · int8 GEMM **{peaks['int8_gemm_gops']} GOP/s** · "
+                 f"memory **{peaks['memory_bandwidth_gbs']} GB/s** · energy: {peaks['energy']} ({summary['threads']} threads)"))
+roof = pd.DataFrame([{"variant": name, **summary["variants"][name]["roofline"]} for name in results.measured])
+roof.style.hide(axis="index").format(precision=3)"""),
+    ("md", "## How this was measured\nEvery scenario ran in fresh processes (repeats), after a cold first call and a warm-up; "
+           "sampling stopped when the 95% CI of the median was within the target, or at the time budget. "
+           "A scenario measured on a busy machine or that did not converge is flagged, not dropped."),
     ("code", """\
 rows = []
 for name in results.measured:
-    s = results.samples[name]
-    for sc in s["scenarios"]:
-        rows.append({"variant": name, "scenario": f"b{sc['batch_size']}_s{sc['seq_length']}", "iterations": len(sc["samples_ms"]),
-                     "first call ms": round(sc["first_ms"], 3), "load s": round(s["load_s"], 3), "capped": sc["capped"],
-                     "settings": ", ".join(f"{k}={v}" for k, v in s["runtime_settings"].items())})
-display(Markdown("Percentiles: numpy `linear` (Hyndman-Fan type 7). Thread env: "
-                 + ", ".join(f"`{k}={v}`" for k, v in next(iter(results.samples.values())).get("thread_env", {}).items())))
-pd.DataFrame(rows).style.hide(axis="index")"""),
+    m = results.benchmark_metrics(name)
+    for key, sc in m["scenarios"].items():
+        rows.append({"variant": name, "scenario": key, "iterations": sc["iterations"], "repeats": sc["repeats"],
+                     "p50 CI95 ms": sc["p50_ci95_ms"], "spread between processes": sc["between_process_spread"],
+                     "first call ms": sc["first_ms"], "load s": sc["load_s"], "peak RSS MB": sc["peak_rss_mb"],
+                     "unstable": "; ".join(sc["unstable_reasons"]) or "no"})
+first = results.benchmark_metrics(results.measured[0])
+display(Markdown(f"Percentiles: {first['percentile_method']}. Stop rule: `{first['stop_rule']}`. "
+                 f"Thread environment: `{first['process_settings']}`."))
+pd.DataFrame(rows).style.hide(axis="index").format(precision=3)"""),
+    ("code", """\
+settings = pd.DataFrame([{"variant": n, **{k: str(v) for k, v in results.benchmark_metrics(n)["runtime_settings"].items()}}
+                         for n in results.measured])
+settings.style.hide(axis="index")"""),
 ]
 
 

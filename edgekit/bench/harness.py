@@ -1,4 +1,9 @@
-"""The ``benchmark`` stage: time one variant in a fresh child process and summarize.
+"""The ``benchmark`` stage: every scenario of a variant, each repeat in its own fresh process.
+
+Per scenario (batch size × sequence length) the worker runs ``repeats`` times, each in a new
+interpreter; a repeat measured on a busy machine, or that did not converge, is retried up to
+``unstable_retries`` times and otherwise kept and flagged — never silently used. Percentiles pool
+the samples of all repeats; the spread between the repeats' medians is reported next to them.
 
 Example:
     >>> benchmark_variant(params, Layout(Path(".")), "ort-int8")["scenarios"]["b1_s32"]["p50_ms"]
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,7 @@ from edgekit.fsutil import read_json, write_json
 from edgekit.isolation import run_child
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest, verify_manifest
-from edgekit.params import Params
+from edgekit.params import BenchmarkParams, Params
 from edgekit.variants import status_record
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -28,14 +34,18 @@ def scenario_key(batch_size: int, seq_length: int) -> str:
     return f"b{batch_size}_s{seq_length}"
 
 
-def _request(params: Params, manifest: dict, folder: Path, texts: Path) -> dict[str, Any]:
+def scenarios(bench: BenchmarkParams) -> list[tuple[int, int]]:
+    return [(b, s) for b in bench.batch_sizes for s in bench.seq_lengths]
+
+
+def _request(params: Params, manifest: dict, folder: Path, texts: Path, batch_size: int, seq_length: int) -> dict[str, Any]:
     b = params.benchmark
     return {
         "runtime": manifest["runtime"], "precision": manifest["precision"], "options": manifest["options"],
         "variant_dir": str(folder.resolve()), "threads": params.threads, "texts": str(texts),
-        "batch_sizes": list(b.batch_sizes), "seq_lengths": list(b.seq_lengths),
-        "warmup_iterations": b.warmup_iterations, "min_iterations": b.min_iterations,
-        "min_seconds": b.min_seconds, "max_seconds": b.max_seconds,
+        "batch_size": batch_size, "seq_length": seq_length, "warmup_iterations": b.warmup_iterations,
+        "min_iterations": b.min_iterations, "min_seconds": b.min_seconds, "max_seconds": b.max_seconds,
+        "target_ci_half_width": b.target_ci_half_width,
     }
 
 
@@ -45,41 +55,113 @@ def run_worker(request: dict[str, Any], threads: int, timeout: float) -> dict[st
     return run_child("edgekit.bench.worker:run", request, timeout, "benchmark.timeout_seconds", env)
 
 
+def _stable(run: dict[str, Any]) -> bool:
+    return run["converged"] and not run["noise"]["busy"]
+
+
+def measure_scenario(request: dict[str, Any], bench: BenchmarkParams, threads: int) -> list[dict[str, Any]]:
+    """``repeats`` runs of one scenario, retrying unstable ones; stops at the first failure."""
+    runs: list[dict[str, Any]] = []
+    for _ in range(bench.repeats):
+        for attempt in range(bench.unstable_retries + 1):
+            run = run_worker(request, threads, bench.timeout_seconds)
+            run["attempt"] = attempt
+            if run["status"] != "ok" or _stable(run):
+                break
+        runs.append(run)
+        if run["status"] != "ok":
+            break
+    return runs
+
+
 def benchmark_variant(params: Params, layout: Layout, name: str) -> dict[str, Any]:
     """Write outputs/benchmark/<name>.json (raw samples) and metrics/benchmark/<name>.json."""
     params.variant(name)
     folder = layout.variant_dir(name)
     manifest = read_manifest(folder)
-    if manifest["status"] == "ok":
-        verify_manifest(folder)
-        with tempfile.TemporaryDirectory(prefix="edgekit-texts-") as scratch:
-            texts = Path(scratch) / "texts.json"
-            texts.write_text(json.dumps(unique_sentences(load_eval_pairs(layout))))
-            raw = run_worker(_request(params, manifest, folder, texts), params.threads, params.benchmark.timeout_seconds)
-    else:
-        raw = {}
-    record = {**status_record(manifest), **{k: raw[k] for k in ("status", "error", "stderr") if k in raw}}
+    record = status_record(manifest)
     environment = read_json(layout.environment)
     record["environment"] = {"cpu": environment["cpu"]["model"], "lock_sha256": environment["lock_sha256"]}
-    write_json(layout.benchmark_samples(name), {**record, **raw, "thread_env": {k: str(params.threads) for k in THREAD_ENV}})
-    metrics = {**record, **_metrics(raw, manifest, params.seed)} if record["status"] == "ok" else record
+    raw: list[dict[str, Any]] = []
+    if manifest["status"] == "ok":
+        verify_manifest(folder)
+        raw = _measure(params, layout, manifest, folder)
+        failed = next((r for s in raw for r in s["runs"] if r["status"] != "ok"), None)
+        if failed:
+            record.update({k: failed[k] for k in ("status", "error", "stderr") if k in failed})
+    write_json(layout.benchmark_samples(name), {**record, "thread_env": {k: str(params.threads) for k in THREAD_ENV},
+                                                "scenarios": raw})
+    metrics = {**record, **_metrics(raw, manifest, params)} if record["status"] == "ok" else record
     write_json(layout.benchmark_metrics(name), metrics)
     return metrics
 
 
-def _metrics(raw: dict[str, Any], manifest: dict[str, Any], seed: int) -> dict[str, Any]:
-    scenarios = {}
-    for s in raw["scenarios"]:
-        summary = summarize(s["samples_ms"], s["batch_size"], s["seq_length"], seed=seed)
-        scenarios[scenario_key(s["batch_size"], s["seq_length"])] = {
-            **summary, "first_ms": round(s["first_ms"], 4), "capped": s["capped"],
-        }
+def _measure(params: Params, layout: Layout, manifest: dict, folder: Path) -> list[dict[str, Any]]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-texts-") as scratch:
+        texts = Path(scratch) / "texts.json"
+        texts.write_text(json.dumps(unique_sentences(load_eval_pairs(layout))))
+        for batch_size, seq_length in scenarios(params.benchmark):
+            request = _request(params, manifest, folder, texts, batch_size, seq_length)
+            runs = measure_scenario(request, params.benchmark, params.threads)
+            results.append({"batch_size": batch_size, "seq_length": seq_length, "runs": runs})
+            if runs[-1]["status"] != "ok":
+                break
+    return results
+
+
+def _scenario_metrics(scenario: dict[str, Any], seed: int) -> dict[str, Any]:
+    runs = scenario["runs"]
+    pooled = [x for r in runs for x in r["samples_ms"]]
+    medians = [statistics.median(r["samples_ms"]) for r in runs]
+    reasons = sorted({reason for r in runs for reason in _instability(r)})
     return {
-        "load_s": round(raw["load_s"], 4),
-        "peak_rss_mb": round(raw["peak_rss_bytes"] / 2**20, 2),
-        "loaded_rss_delta_mb": round((raw["rss_after_load_bytes"] - raw["rss_before_load_bytes"]) / 2**20, 2),
+        **summarize(pooled, scenario["batch_size"], scenario["seq_length"], seed=seed),
+        "repeats": len(runs),
+        "process_p50_ms": [round(m, 4) for m in medians],
+        "between_process_spread": round((max(medians) - min(medians)) / statistics.median(medians), 4),
+        "first_ms": round(statistics.median(r["first_ms"] for r in runs), 4),
+        "load_s": round(statistics.median(r["load_s"] for r in runs), 4),
+        "peak_rss_mb": round(max(r["peak_rss_bytes"] for r in runs) / 2**20, 2),
+        "converged": all(r["converged"] for r in runs),
+        "unstable": bool(reasons),
+        "unstable_reasons": reasons,
+        "foreign_load_max": max(r["noise"]["foreign_load"] for r in runs),
+        "steal_share_max": max((r["noise"]["steal_share"] or 0.0) for r in runs),
+        "energy_j_per_item": _energy_per_item(runs, scenario["batch_size"]),
+    }
+
+
+def _instability(run: dict[str, Any]) -> list[str]:
+    reasons = []
+    if run["noise"]["busy"]:
+        reasons.append(f"busy machine (foreign load {run['noise']['foreign_load']}, steal {run['noise']['steal_share']})")
+    if not run["converged"]:
+        reasons.append("median CI did not reach the target within benchmark.max_seconds")
+    return reasons
+
+
+def _energy_per_item(runs: list[dict[str, Any]], batch_size: int) -> float | str:
+    if any(r["energy_j"] is None for r in runs):
+        return "n/a"
+    calls = sum(len(r["samples_ms"]) for r in runs)
+    return round(sum(r["energy_j"] for r in runs) / (calls * batch_size), 6)
+
+
+def _metrics(raw: list[dict[str, Any]], manifest: dict[str, Any], params: Params) -> dict[str, Any]:
+    per_scenario = {scenario_key(s["batch_size"], s["seq_length"]): _scenario_metrics(s, params.seed) for s in raw}
+    headline = per_scenario[scenario_key(*scenarios(params.benchmark)[0])]
+    first_run = raw[0]["runs"][0]
+    return {
+        "load_s": headline["load_s"],
+        "peak_rss_mb": headline["peak_rss_mb"],
+        "loaded_rss_delta_mb": round((first_run["rss_after_load_bytes"] - first_run["rss_before_load_bytes"]) / 2**20, 2),
         "size_mb": round(manifest["size_bytes"] / 2**20, 3),
-        "runtime_settings": raw["runtime_settings"],
+        "runtime_settings": first_run["runtime_settings"],
+        "process_settings": first_run["settings"],
         "percentile_method": PERCENTILE_METHOD,
-        "scenarios": scenarios,
+        "stop_rule": {k: getattr(params.benchmark, k) for k in ("warmup_iterations", "min_iterations", "min_seconds",
+                                                                  "max_seconds", "target_ci_half_width", "repeats")},
+        "unstable": any(s["unstable"] for s in per_scenario.values()),
+        "scenarios": per_scenario,
     }

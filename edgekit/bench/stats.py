@@ -18,6 +18,38 @@ PERCENTILE_METHOD = "linear (Hyndman-Fan type 7, numpy default)"
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def order_statistic_ci(samples: list[float] | np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free CI of the median from order statistics (normal approximation to the binomial).
+
+    Cheap enough to check inside the timing loop; the reported CI is the bootstrap one.
+    """
+    ordered = np.sort(np.asarray(samples, dtype=np.float64))
+    n = ordered.size
+    low = max(0, int(np.floor(n / 2 - z * np.sqrt(n) / 2)))
+    high = min(n - 1, int(np.ceil(n / 2 + z * np.sqrt(n) / 2)))
+    return float(ordered[low]), float(ordered[high])
+
+
+def relative_half_width(samples: list[float] | np.ndarray) -> float:
+    """Half the CI width of the median, as a fraction of the median."""
+    low, high = order_statistic_ci(samples)
+    median = float(np.median(samples))
+    return (high - low) / 2 / median if median else float("inf")
+
+
+def ratio_ci(numerator: np.ndarray, denominator: np.ndarray, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap CI of median(numerator) / median(denominator), the two resampled independently.
+
+    Used for speed-up (baseline latency / variant latency), so a gate like "≥ 2× at 95%" is decidable.
+    """
+    rng = np.random.default_rng(seed)
+    num = np.median(rng.choice(numerator, size=(BOOTSTRAP_RESAMPLES, len(numerator))), axis=1)
+    den = np.median(rng.choice(denominator, size=(BOOTSTRAP_RESAMPLES, len(denominator))), axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(num / den, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def median_ci(samples: np.ndarray, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the median."""
     rng = np.random.default_rng(seed)

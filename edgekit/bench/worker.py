@@ -1,7 +1,11 @@
-"""What the child process that times one variant runs (through ``edgekit.isolation.run_child``).
+"""What the child process that times one variant in one scenario runs (``edgekit.isolation``).
 
 It imports only the variant's runtime (never torch for an ONNX Runtime variant), so its peak RSS
 (``ru_maxrss`` of this process) is the variant's own footprint plus the interpreter.
+
+Stop rule: a first (cold) call, warm-up, then samples until at least ``min_iterations`` and
+``min_seconds``; then on until the 95% CI of the median is within ``target_ci_half_width`` of it,
+or ``max_seconds`` have passed (the run is then marked not converged).
 
 Example:
     >>> run_child("edgekit.bench.worker:run", request, timeout=900, setting="benchmark.timeout_seconds")
@@ -16,13 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from edgekit.bench import system
+from edgekit.bench.roofline import energy_counter_uj
+from edgekit.bench.stats import relative_half_width
 from edgekit.embedding import TextEncoder
 
-
-def _rss_bytes() -> int:
-    return psutil.Process().memory_info().rss
+_CHECK_EVERY = 10  # samples between convergence checks (each one sorts the samples)
 
 
 def _peak_rss_bytes() -> int:
@@ -30,29 +33,41 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
 
-def time_scenario(backend, batch: dict, request: dict) -> dict[str, Any]:
-    """First call, warm-up, then samples until both minimums are met or the time cap is hit."""
-    clock = time.perf_counter
-    start = clock()
-    backend.run(batch)
-    first_ms = (clock() - start) * 1000
-    for _ in range(request["warmup_iterations"]):
+def _rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _warm_up(backend, batch: dict, iterations: int, budget_s: float) -> int:
+    began, done = time.perf_counter(), 0
+    while done < iterations and time.perf_counter() - began < budget_s:
         backend.run(batch)
+        done += 1
+    return done
+
+
+def sample(backend, batch: dict, rule: dict) -> dict[str, Any]:
+    """Time calls of ``backend.run(batch)`` under the stop rule; return samples (ms) and how it ended."""
+    clock = time.perf_counter
     samples: list[float] = []
     began = clock()
+    converged = False
     while True:
         start = clock()
         backend.run(batch)
         end = clock()
         samples.append((end - start) * 1000)
         elapsed = end - began
-        enough = len(samples) >= request["min_iterations"] and elapsed >= request["min_seconds"]
-        if enough or elapsed >= request["max_seconds"]:
+        if len(samples) >= rule["min_iterations"] and elapsed >= rule["min_seconds"] and len(samples) % _CHECK_EVERY == 0:
+            converged = relative_half_width(samples) <= rule["target_ci_half_width"]
+        if converged or elapsed >= rule["max_seconds"]:
             break
-    return {"first_ms": first_ms, "samples_ms": samples, "capped": not enough}
+    return {"samples_ms": samples, "converged": converged, "sampling_s": elapsed}
 
 
 def run(request: dict) -> dict[str, Any]:
+    """Load the variant, then time one scenario (``batch_size`` × ``seq_length``)."""
     from edgekit.runtimes import get_runtime
 
     config = get_runtime(request["runtime"])
@@ -60,23 +75,30 @@ def run(request: dict) -> dict[str, Any]:
     backend = config.backend()(request["precision"], options, request["threads"])
     folder = Path(request["variant_dir"])
     texts = json.loads(Path(request["texts"]).read_text())
-    encoder = TextEncoder(folder, max_length=max(request["seq_lengths"]))
+    encoder = TextEncoder(folder, max_length=request["seq_length"])
+    batch = encoder.fixed_length_batch(texts, request["batch_size"], request["seq_length"])
     rss_before = _rss_bytes()
     start = time.perf_counter()
     backend.load(folder)
     load_s = time.perf_counter() - start
     rss_loaded = _rss_bytes()
-    scenarios = []
-    for batch_size in request["batch_sizes"]:
-        for seq_length in request["seq_lengths"]:
-            batch = encoder.fixed_length_batch(texts, batch_size, seq_length)
-            timing = time_scenario(backend, batch, request)
-            scenarios.append({"batch_size": batch_size, "seq_length": seq_length, **timing})
+    start = time.perf_counter()
+    backend.run(batch)
+    first_ms = (time.perf_counter() - start) * 1000
+    warmed = _warm_up(backend, batch, request["warmup_iterations"], request["max_seconds"] / 4)
+    before, energy_before = system.snapshot(), energy_counter_uj()
+    timing = sample(backend, batch, request)
+    after, energy_after = system.snapshot(), energy_counter_uj()
+    energy = None if energy_before is None or energy_after is None else (energy_after - energy_before) / 1e6
     return {
-        "load_s": load_s,
-        "rss_before_load_bytes": rss_before,
-        "rss_after_load_bytes": rss_loaded,
-        "peak_rss_bytes": _peak_rss_bytes(),
-        "runtime_settings": backend.describe(),
-        "scenarios": scenarios,
+        "load_s": load_s, "first_ms": first_ms, "warmup_iterations": warmed, **timing,
+        "rss_before_load_bytes": rss_before, "rss_after_load_bytes": rss_loaded, "peak_rss_bytes": _peak_rss_bytes(),
+        "noise": system.compare(before, after, cores=_cores(), own_cores=request["threads"]),
+        "energy_j": energy, "settings": system.settings(), "runtime_settings": backend.describe(),
     }
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
