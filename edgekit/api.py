@@ -79,11 +79,22 @@ def optimize(variant: str, project: str | Path = ".", params_file: str | Path | 
     return optimize_variant(*_setup(project, params_file), variant)
 
 
-def benchmark(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
-    """Time one variant in its own process."""
+def benchmark(variant: str, project: str | Path = ".", params_file: str | Path | None = None, progress=None) -> dict[str, Any]:
+    """Time every scenario of one variant, each repeat in a fresh process.
+
+    Args:
+        progress: optional ``callable(scenario_key, run_record)`` called after each process.
+    """
     from edgekit.bench.harness import benchmark_variant
 
-    return benchmark_variant(*_setup(project, params_file), variant)
+    return benchmark_variant(*_setup(project, params_file), variant, progress)
+
+
+def planned_runs(project: str | Path = ".", params_file: str | Path | None = None) -> int:
+    """How many timed processes one variant's benchmark starts at least (scenarios × repeats)."""
+    params, _ = _setup(project, params_file)
+    b = params.benchmark
+    return len(b.batch_sizes) * len(b.seq_lengths) * b.repeats
 
 
 def evaluate(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:

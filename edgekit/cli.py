@@ -107,11 +107,33 @@ def optimize(variant: Variant, project: Project = Path(".")) -> None:
 
 @app.command()
 def benchmark(variant: Variant, project: Project = Path(".")) -> None:
-    """Time one variant in its own process."""
-    record = api.benchmark(variant, project)
+    """Time one variant: every scenario, each repeat in a fresh process (the DVC stage)."""
+    _benchmark(variant, project)
+
+
+@app.command()
+def bench(variant: Variant, project: Project = Path(".")) -> None:
+    """The same as `benchmark`, for the shell: same code path, same outputs."""
+    _benchmark(variant, project)
+
+
+def _benchmark(variant: str, project: Path) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=True, disable=not out.is_terminal) as bar:
+        task = bar.add_task(f"benchmark {variant}", total=api.planned_runs(project))
+
+        def advance(key: str, run: dict) -> None:
+            detail = f"{len(run['samples_ms'])} samples" if run["status"] == "ok" else run["status"]
+            bar.update(task, advance=1, description=f"benchmark {variant} {key} ({detail})")
+
+        record = api.benchmark(variant, project, progress=advance)
     _report_status(variant, record, "benchmark")
     for key, scenario in record.get("scenarios", {}).items():
-        out.print(f"  {key}: p50 {scenario['p50_ms']:.3f} ms, p99 {scenario['p99_ms']:.3f} ms, {scenario['items_per_s']:.1f} items/s")
+        flag = " [yellow]unstable[/]" if scenario["unstable"] else ""
+        out.print(f"  {key}: p50 {scenario['p50_ms']:.3f} ms (95% CI {scenario['p50_ci95_ms'][0]:.3f}–{scenario['p50_ci95_ms'][1]:.3f}),"
+                  f" p99 {scenario['p99_ms']:.3f} ms, {scenario['items_per_s']:.1f} items/s, {scenario['repeats']} processes{flag}")
 
 
 @app.command()
@@ -127,11 +149,13 @@ def evaluate(variant: Variant, project: Project = Path(".")) -> None:
 def select(project: Project = Path(".")) -> None:
     """Compare every variant with the baseline."""
     summary = api.select(project)
-    table = Table("variant", "status", "p50 ms", "speed-up", "peak RSS MB", "size MB", "cosine", "retention")
+    table = Table("variant", "status", "p50 ms", "speed-up (95% CI)", "peak RSS MB", "size MB", "cosine", "retention")
     for name, row in summary["variants"].items():
         if row["status"] == "ok":
-            table.add_row(name, "ok", f"{row['p50_ms']:.3f}", f"{row['speedup']:.2f}×", f"{row['peak_rss_mb']:.0f}",
-                          f"{row['size_mb']:.1f}", f"{row['cosine_mean']:.4f}", f"{row['retention']:.4f}")
+            low, high = row["speedup_ci95"]
+            status = "[yellow]unstable[/]" if row["unstable"] else "ok"
+            table.add_row(name, status, f"{row['p50_ms']:.3f}", f"{row['speedup']:.2f}× ({low:.2f}–{high:.2f})",
+                          f"{row['peak_rss_mb']:.0f}", f"{row['size_mb']:.1f}", f"{row['cosine_mean']:.4f}", f"{row['retention']:.4f}")
         else:
             table.add_row(name, row["status"], *[""] * 6)
     out.print(table)

@@ -15,6 +15,7 @@ import json
 import os
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def scenarios(bench: BenchmarkParams) -> list[tuple[int, int]]:
     return [(b, s) for b in bench.batch_sizes for s in bench.seq_lengths]
 
 
-def _request(params: Params, manifest: dict, folder: Path, texts: Path, batch_size: int, seq_length: int) -> dict[str, Any]:
+def scenario_request(params: Params, manifest: dict, folder: Path, texts: Path, batch_size: int, seq_length: int) -> dict[str, Any]:
     b = params.benchmark
     return {
         "runtime": manifest["runtime"], "precision": manifest["precision"], "options": manifest["options"],
@@ -59,13 +60,19 @@ def _stable(run: dict[str, Any]) -> bool:
     return run["converged"] and not run["noise"]["busy"]
 
 
-def measure_scenario(request: dict[str, Any], bench: BenchmarkParams, threads: int) -> list[dict[str, Any]]:
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def measure_scenario(request: dict[str, Any], bench: BenchmarkParams, threads: int, progress: Progress | None = None) -> list[dict[str, Any]]:
     """``repeats`` runs of one scenario, retrying unstable ones; stops at the first failure."""
     runs: list[dict[str, Any]] = []
+    key = scenario_key(request["batch_size"], request["seq_length"])
     for _ in range(bench.repeats):
         for attempt in range(bench.unstable_retries + 1):
             run = run_worker(request, threads, bench.timeout_seconds)
             run["attempt"] = attempt
+            if progress:
+                progress(key, run)
             if run["status"] != "ok" or _stable(run):
                 break
         runs.append(run)
@@ -74,8 +81,12 @@ def measure_scenario(request: dict[str, Any], bench: BenchmarkParams, threads: i
     return runs
 
 
-def benchmark_variant(params: Params, layout: Layout, name: str) -> dict[str, Any]:
-    """Write outputs/benchmark/<name>.json (raw samples) and metrics/benchmark/<name>.json."""
+def benchmark_variant(params: Params, layout: Layout, name: str, progress: Progress | None = None) -> dict[str, Any]:
+    """Write outputs/benchmark/<name>.json (raw samples) and metrics/benchmark/<name>.json.
+
+    Args:
+        progress: called with the scenario key and the run record after every process.
+    """
     params.variant(name)
     folder = layout.variant_dir(name)
     manifest = read_manifest(folder)
@@ -85,7 +96,7 @@ def benchmark_variant(params: Params, layout: Layout, name: str) -> dict[str, An
     raw: list[dict[str, Any]] = []
     if manifest["status"] == "ok":
         verify_manifest(folder)
-        raw = _measure(params, layout, manifest, folder)
+        raw = _measure(params, layout, manifest, folder, progress)
         failed = next((r for s in raw for r in s["runs"] if r["status"] != "ok"), None)
         if failed:
             record.update({k: failed[k] for k in ("status", "error", "stderr") if k in failed})
@@ -96,14 +107,14 @@ def benchmark_variant(params: Params, layout: Layout, name: str) -> dict[str, An
     return metrics
 
 
-def _measure(params: Params, layout: Layout, manifest: dict, folder: Path) -> list[dict[str, Any]]:
+def _measure(params: Params, layout: Layout, manifest: dict, folder: Path, progress: Progress | None) -> list[dict[str, Any]]:
     results = []
     with tempfile.TemporaryDirectory(prefix="edgekit-texts-") as scratch:
         texts = Path(scratch) / "texts.json"
         texts.write_text(json.dumps(unique_sentences(load_eval_pairs(layout))))
         for batch_size, seq_length in scenarios(params.benchmark):
-            request = _request(params, manifest, folder, texts, batch_size, seq_length)
-            runs = measure_scenario(request, params.benchmark, params.threads)
+            request = scenario_request(params, manifest, folder, texts, batch_size, seq_length)
+            runs = measure_scenario(request, params.benchmark, params.threads, progress)
             results.append({"batch_size": batch_size, "seq_length": seq_length, "runs": runs})
             if runs[-1]["status"] != "ok":
                 break
