@@ -24,8 +24,15 @@ $(VENV)/.installed-%: pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[$*]"
 	@touch $@
 
-setup: $(VENV)/.installed-pipeline
-setup-dev: $(VENV)/.installed-dev
+# `dvc plots show` offline: vega libraries from the npm registry (pinned by package-lock.json), inlined.
+PLOTS_TEMPLATE := .dvc/plots_offline.html
+$(PLOTS_TEMPLATE): tools/dvc-plots/package-lock.json tools/make_plots_template.py | $(BIN)/python
+	@command -v npm >/dev/null || { echo "npm is needed for offline DVC plots (apt-get install npm)"; exit 1; }
+	cd tools/dvc-plots && npm ci --no-audit --no-fund --loglevel=error
+	$(BIN)/python tools/make_plots_template.py
+
+setup: $(VENV)/.installed-pipeline $(PLOTS_TEMPLATE)
+setup-dev: $(VENV)/.installed-dev $(PLOTS_TEMPLATE)
 
 repro: setup
 	$(BIN)/dvc repro

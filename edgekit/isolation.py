@@ -60,7 +60,10 @@ def run_child(target: str, payload: dict[str, Any], timeout: float, setting: str
     with tempfile.TemporaryDirectory(prefix="edgekit-child-") as scratch:
         request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
         request.write_text(json.dumps({"target": target, "payload": payload}))
-        command = [sys.executable, "-m", "edgekit.isolation", str(request), str(result)]
+        # -P: do not put the working directory first on sys.path, so the child imports the same
+        # edgekit as this process even when run from a folder that holds another copy of it.
+        safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+        command = [sys.executable, *safe_path, "-m", "edgekit.isolation", str(request), str(result)]
         # A new session, so that a timeout also kills what the child started (converters, compilers).
         child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:

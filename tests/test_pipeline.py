@@ -42,6 +42,9 @@ def clone(tmp_path_factory) -> Path:
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, folder / rel)
     (folder / "dvc.lock").unlink(missing_ok=True)
+    template = REPO / ".dvc" / "plots_offline.html"  # made by `make setup` (tools/make_plots_template.py)
+    if template.is_file():
+        shutil.copy2(template, folder / ".dvc" / template.name)
     (folder / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
     run(["git", "init", "-q"], folder)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], folder)
@@ -104,3 +107,34 @@ def test_bad_parameters_fail_before_any_work_naming_the_field(clone, tmp_path):
         assert not (clone / "models" / "variants" / "ort-typo").exists()
     finally:
         run(["git", "checkout", "--", "params.yaml"], clone)
+
+
+def headless_dom(page: Path, tmp_path: Path) -> str:
+    """The DOM of ``page`` after its scripts ran, in Chromium with every network lookup failing."""
+    done = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}",
+         "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.browser
+def test_dvc_plots_render_offline(clone, tmp_path):
+    if not (clone / ".dvc" / "plots_offline.html").is_file():
+        pytest.fail("the offline plots template is missing: run `make setup` (tools/make_plots_template.py)")
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], clone)
+    page = tmp_path / "plots" / "index.html"
+    assert not REMOTE_ASSET.search(page.read_text())
+    dom = headless_dom(page, tmp_path)
+    # vega-embed draws each plot into a canvas of class "marks"; one per plot on the page.
+    assert dom.count('class="marks"') == 2, dom[:2000]
+
+
+@pytest.mark.browser
+def test_report_html_renders_offline(clone, tmp_path):
+    dom = headless_dom(clone / "reports" / "report.html", tmp_path)
+    assert dom.count("<img") >= 2 and "data:image/png;base64" in dom
+    assert "Speed against fidelity" in dom
