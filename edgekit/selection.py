@@ -37,8 +37,11 @@ def _samples(raw: dict[str, Any], key: str) -> np.ndarray:
 
 def _speed(bench: dict, raw: dict, base: dict, base_raw: dict, headline: str, seed: int) -> dict[str, Any]:
     low, high = ratio_ci(_samples(base_raw, headline), _samples(raw, headline), seed=seed)
+    rss, base_rss = bench["scenarios"][headline]["peak_rss_mb_range"], base["scenarios"][headline]["peak_rss_mb_range"]
     return {
         "speedup_ci95": [round(low, 3), round(high, 3)],
+        # the least and the most reduction the repeats allow (peak RSS varies a little between processes)
+        "memory_reduction_range": [round(1 - rss[1] / base_rss[0], 4), round(1 - rss[0] / base_rss[1], 4)],
         "speedup_by_scenario": {k: round(base["scenarios"][k]["p50_ms"] / v["p50_ms"], 3)
                                 for k, v in bench["scenarios"].items() if k in base["scenarios"]},
         "p50_ms_by_scenario": {k: v["p50_ms"] for k, v in bench["scenarios"].items()},
@@ -71,6 +74,8 @@ def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> di
         "size_reduction": round(1 - bench["size_mb"] / base["size_mb"], 4),
         "cosine_mean": quality["cosine_mean"], "cosine_min": quality["cosine_min"],
         "spearman": quality["spearman"], "retention": quality["retention"],
+        # every quality metric the evaluate stage wrote (language-model metrics included, when there are some)
+        "quality": {k: v for k, v in quality.items() if k not in ("variant", "runtime", "precision", "status")},
     })
     return row
 

@@ -134,6 +134,8 @@ def _scenario_metrics(scenario: dict[str, Any], seed: int) -> dict[str, Any]:
         "first_ms": round(statistics.median(r["first_ms"] for r in runs), 4),
         "load_s": round(statistics.median(r["load_s"] for r in runs), 4),
         "peak_rss_mb": round(max(r["peak_rss_bytes"] for r in runs) / 2**20, 2),
+        "peak_rss_mb_range": [round(min(r["peak_rss_bytes"] for r in runs) / 2**20, 2),
+                              round(max(r["peak_rss_bytes"] for r in runs) / 2**20, 2)],
         "converged": all(r["converged"] for r in runs),
         "unstable": bool(reasons),
         "unstable_reasons": reasons,

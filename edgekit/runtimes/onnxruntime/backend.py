@@ -103,6 +103,7 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = _LEVELS[self.options.graph_optimization_level]
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.allow_spinning else "0")
         self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
@@ -116,5 +117,7 @@ class OnnxRuntimeBackend(Backend):
             "inter_op_threads": 1,
             "providers": self.session.get_providers(),
             "graph_optimization_level": self.options.graph_optimization_level,
+            "allow_spinning": self.options.allow_spinning,
+            "execution_mode": "sequential",
             "onnxruntime": ort.__version__,
         }

@@ -22,12 +22,15 @@ class OnnxRuntimeOptions(Options):
         fusions: apply onnxruntime's transformer fusions (Attention, SkipLayerNorm, BiasGelu) offline.
         per_channel: int8 only; one scale per output channel instead of per tensor.
         graph_optimization_level: level ORT applies again at session creation.
+        allow_spinning: intra-op threads spin-wait between calls (ORT's default); lower latency,
+            but burns CPU that a neighbour process would otherwise get.
     """
 
     opset: int = 18
     fusions: bool = True
     per_channel: bool = True
     graph_optimization_level: str = "all"
+    allow_spinning: bool = True
 
     def validate(self, field: str) -> None:
         if not 13 <= self.opset <= 21:
