@@ -31,20 +31,20 @@ SEQ, BATCH, SECONDS = 32, 1, 5
 
 HAND_LOOP = """
 import sys, time, statistics, numpy as np, onnxruntime as ort
-path, threads, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+path, threads, seconds, batch, seq = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 o = ort.SessionOptions(); o.intra_op_num_threads = threads; o.inter_op_num_threads = 1
 o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
 o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
 rng = np.random.default_rng(0)
-feed = {i.name: (rng.integers(1000, 20000, (%d, %d)) if i.name == "input_ids" else np.ones((%d, %d)) if i.name == "attention_mask"
-        else np.zeros((%d, %d))).astype(np.int64) for i in s.get_inputs()}
+feed = {i.name: (rng.integers(1000, 20000, (batch, seq)) if i.name == "input_ids" else np.ones((batch, seq))
+        if i.name == "attention_mask" else np.zeros((batch, seq))).astype(np.int64) for i in s.get_inputs()}
 for _ in range(10): s.run(None, feed)
 t = []; end = time.perf_counter() + seconds
 while time.perf_counter() < end:
     a = time.perf_counter(); s.run(None, feed); t.append((time.perf_counter() - a) * 1000)
 print(statistics.median(t))
-""" % (BATCH, SEQ, BATCH, SEQ, BATCH, SEQ)
+"""
 
 
 def edgekit_median(params, layout, name: str, texts: Path) -> float:
@@ -58,7 +58,7 @@ def edgekit_median(params, layout, name: str, texts: Path) -> float:
 
 
 def hand_loop_median(model: Path, threads: int) -> float:
-    done = subprocess.run([sys.executable, "-c", HAND_LOOP, str(model), str(threads), str(SECONDS)],
+    done = subprocess.run([sys.executable, "-c", HAND_LOOP, str(model), str(threads), str(SECONDS), str(BATCH), str(SEQ)],
                           capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
