@@ -145,7 +145,7 @@ def dvc_stages(repo) -> dict:
 
 def test_dvc_has_every_stage(repo):
     stages = dvc_stages(repo)
-    assert list(stages) == ["environment", "data", "baseline", "optimize", "benchmark", "evaluate", "select", "report"]
+    assert list(stages) == ["environment", "calibrate", "data", "baseline", "optimize", "benchmark", "evaluate", "select", "report"]
     for name in ("optimize", "benchmark", "evaluate"):
         assert stages[name]["foreach"] == "${variants}", name
         assert "${key}" in stages[name]["do"]["cmd"]

@@ -1,0 +1,348 @@
+"""OpenVINO backend: PyTorch-frontend conversion to IR, nncf compression, CPU plugin inference.
+
+``optimize`` traces the Hugging Face model with ``ov.convert_model`` (no ONNX detour), keeps only
+``last_hidden_state`` with dynamic batch and sequence dimensions, applies the precision's nncf step
+and writes ``openvino_model.xml``/``.bin``. torch, transformers and nncf are imported only there;
+loading and running a variant needs openvino alone, as on a deployed device.
+
+Example:
+    >>> backend = OpenVinoBackend("int8", OpenVinoOptions(subset_size=128), threads=2)
+    >>> record = backend.optimize(Path("models/source"), out, context)
+    >>> backend.load(out)
+    >>> hidden = backend.run(TextEncoder(out, 128).encode(["a sentence"]))
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import openvino.properties as props
+import openvino.properties.hint as hints
+
+from edgekit.data import Pair, unique_sentences
+from edgekit.embedding import MODEL_INPUTS, TextEncoder, cosine_rows
+from edgekit.errors import DataError
+from edgekit.evaluate import embed, task_metric
+from edgekit.runtimes.base import Backend, OptimizeContext
+from edgekit.runtimes.openvino.config import RUNTIME_PRECISION
+
+MODEL_FILE = "openvino_model.xml"
+OUTPUT_NAME = "last_hidden_state"
+_OV_TYPES = {"f32": ov.Type.f32, "bf16": ov.Type.bf16, "f16": ov.Type.f16}
+# Tokenizer and model config files a variant folder keeps from the source (not the weights).
+_SOURCE_FILES = ("*.json", "*.txt", "*.model")
+# Rows of different lengths, so the traced graph keeps the attention-mask path that padding needs.
+_EXAMPLE_TEXTS = ["A short one.", "A longer example sentence, so that the first row is padded."]
+_VALIDATION_BATCH = 32
+
+
+def requested_inference_precision(precision: str, inference_precision: str) -> str | None:
+    """The INFERENCE_PRECISION_HINT a variant asks for (``None``: the CPU plugin's default)."""
+    if inference_precision != "none":
+        return inference_precision
+    return RUNTIME_PRECISION.get(precision)
+
+
+class InferRunner:
+    """One InferRequest on a compiled model, fed only the inputs the model has.
+
+    The request is made once: ``compiled_model(...)`` per call would make a new one each time.
+    """
+
+    def __init__(self, compiled: ov.CompiledModel):
+        names = {name for port in compiled.inputs for name in port.get_names()}
+        self.input_names = [name for name in MODEL_INPUTS if name in names]
+        self.output = compiled.output(0)
+        self.request = compiled.create_infer_request()
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        # share_inputs avoids copying the token arrays; outputs are copied (share_outputs=False),
+        # because the request's output buffer is overwritten by the next call.
+        result = self.request.infer({name: inputs[name] for name in self.input_names}, share_inputs=True)
+        return result[self.output]
+
+
+class OpenVinoBackend(Backend):
+    def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
+        model, record = convert(source)
+        if self.precision == "int8-weights":
+            model = self._compress_weights(model, record)
+        elif self.precision == "int8":
+            model = self._quantize(model, source, context, record)
+        elif self.precision == "int8-accuracy":
+            model = self._quantize_with_accuracy_control(model, source, context, record)
+        # ov.save_model compresses float weights to fp16 unless told not to; only fp16 wants that.
+        compress = self.precision == "fp16"
+        ov.save_model(model, out / MODEL_FILE, compress_to_fp16=compress)
+        record["steps"].append(f"ov.save_model, compress_to_fp16={compress}")
+        _copy_source_files(source, out)
+        record["ir"] = ir_stats(ov.Core().read_model(out / MODEL_FILE))
+        requested = requested_inference_precision(self.precision, self.options.inference_precision)
+        record["inference_precision_requested"] = requested or "CPU plugin default"
+        return record
+
+    def _compress_weights(self, model: ov.Model, record: dict) -> ov.Model:
+        import nncf
+
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        record["steps"].append("nncf.compress_weights INT8_ASYM, per output channel")
+        record["nncf"] = {"algorithm": "compress_weights", "mode": "INT8_ASYM", "version": nncf.__version__}
+        return model
+
+    def _quantize(self, model: ov.Model, source: Path, context: OptimizeContext, record: dict) -> ov.Model:
+        import nncf
+
+        dataset, parameters = _calibration(model, source, context, self.options.subset_size)
+        model = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=parameters["subset_size"])
+        record["steps"].append("nncf.quantize, model_type TRANSFORMER (weights and activations int8)")
+        record["nncf"] = {"algorithm": "quantize", **parameters}
+        return model
+
+    def _quantize_with_accuracy_control(self, model: ov.Model, source: Path, context: OptimizeContext, record: dict) -> ov.Model:
+        import nncf
+
+        dataset, parameters = _calibration(model, source, context, self.options.subset_size)
+        pairs = validation_pairs(context, self.options.validation_size)
+        validate = SpearmanValidation(TextEncoder(source, context.max_seq_length), context.pooling)
+        with NncfLogCapture() as log:
+            quantized = nncf.quantize_with_accuracy_control(
+                model,
+                dataset,
+                nncf.Dataset(pairs),
+                validate,
+                max_drop=self.options.max_drop,
+                drop_type=nncf.DropType.ABSOLUTE,
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=parameters["subset_size"],
+            )
+        record["steps"].append(f"nncf.quantize_with_accuracy_control, max_drop {self.options.max_drop} Spearman points")
+        record["nncf"] = {
+            "algorithm": "quantize_with_accuracy_control",
+            **parameters,
+            "max_drop": self.options.max_drop,
+            "drop_type": "ABSOLUTE",
+            "validation": validate.summary(model, quantized, pairs),
+        }
+        sampled = len(pairs) < len(context.eval_pairs)
+        record["nncf"]["validation"].update(of_pairs=len(context.eval_pairs), sample_seed=context.seed if sampled else None)
+        record["nncf"]["log"] = log.lines
+        return quantized
+
+    def load(self, folder: Path) -> None:
+        core = ov.Core()
+        self.requested_precision = requested_inference_precision(self.precision, self.options.inference_precision)
+        self.compiled = core.compile_model(core.read_model(folder / MODEL_FILE), "CPU", self._compile_config())
+        self.runner = InferRunner(self.compiled)
+
+    def _compile_config(self) -> dict[str, Any]:
+        config = {
+            props.inference_num_threads: self.threads,
+            hints.performance_mode: getattr(hints.PerformanceMode, self.options.performance_hint),
+            props.streams.num: self.options.num_streams,
+        }
+        if self.requested_precision:
+            config[hints.inference_precision] = _OV_TYPES[self.requested_precision]
+        return config
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.runner.run(inputs)
+
+    def describe(self) -> dict[str, Any]:
+        compiled = self.compiled
+        return {
+            "threads": int(compiled.get_property(props.inference_num_threads)),
+            "streams": int(compiled.get_property(props.streams.num)),
+            "performance_hint": str(compiled.get_property(hints.performance_mode)),
+            # What the plugin really runs at: a requested f16 becomes bf16 on x86 CPUs without AMX-FP16.
+            "inference_precision": compiled.get_property(hints.inference_precision).get_type_name(),
+            "inference_precision_requested": self.requested_precision or "CPU plugin default",
+            "dynamic_quantization_group_size": int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")),
+            "execution_devices": list(compiled.get_property(props.execution_devices)),
+            "device": ov.Core().get_property("CPU", props.device.full_name),
+            "openvino": ov.get_version(),
+        }
+
+
+def _last_hidden_state_module(model):
+    """Wrap a transformers model so the traced graph has one output and no pooler."""
+    import torch
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+
+    return LastHiddenState().eval()
+
+
+def convert(source: Path) -> tuple[ov.Model, dict[str, Any]]:
+    """Trace the fp32 model with OpenVINO's PyTorch frontend; batch and sequence stay dynamic."""
+    import torch
+    from transformers import AutoModel
+
+    # SDPA attention converts to one ScaledDotProductAttention op, which the CPU plugin fuses.
+    model = AutoModel.from_pretrained(source, attn_implementation="sdpa", dtype=torch.float32).eval()
+    accepted = inspect.signature(model.forward).parameters
+    names = [name for name in MODEL_INPUTS if name in accepted]
+    example = TextEncoder(source, 64).encode(_EXAMPLE_TEXTS)
+    with torch.no_grad():
+        ov_model = ov.convert_model(
+            _last_hidden_state_module(model),
+            example_input={name: torch.from_numpy(example[name]) for name in names},
+            input=[(name, ov.PartialShape([-1, -1]), ov.Type.i64) for name in names],
+        )
+    _name_tensors(ov_model, names)
+    record = {
+        "steps": ["ov.convert_model from the PyTorch model (SDPA attention), inputs [batch, sequence] dynamic"],
+        "conversion": {
+            "frontend": "pytorch",
+            "inputs": names,
+            "output": OUTPUT_NAME,
+            "torch": torch.__version__,
+            "openvino": ov.get_version(),
+        },
+        "converted_ops": dict(Counter(op.get_type_name() for op in ov_model.get_ops()).most_common()),
+    }
+    return ov_model, record
+
+
+def _name_tensors(model: ov.Model, names: list[str]) -> None:
+    # Tracing also gives ports numeric debug names ("57" next to "attention_mask"), so
+    # `any_name` is not the input's name; set exactly one name per port.
+    for port, name in zip(model.inputs, names, strict=True):
+        port.get_tensor().set_names({name})
+    model.output(0).get_tensor().set_names({OUTPUT_NAME})
+
+
+def _copy_source_files(source: Path, out: Path) -> None:
+    for pattern in _SOURCE_FILES:
+        for path in source.glob(pattern):
+            if path.is_file():
+                shutil.copy2(path, out / path.name)
+
+
+def _calibration(model: ov.Model, source: Path, context: OptimizeContext, subset_size: int):
+    """The calibration sentences as an nncf.Dataset of model inputs, and the parameters recorded."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    if not context.calibration:
+        raise DataError(
+            "the calibration set is empty, and int8 quantization needs it",
+            "set data.calibration_size above 0 in params.yaml and run `dvc repro data`",
+        )
+    encoder = TextEncoder(source, context.max_seq_length)
+    names = [name for name in MODEL_INPUTS if any(name in port.get_names() for port in model.inputs)]
+
+    def transform(sentence: str) -> dict[str, np.ndarray]:
+        # One unpadded sentence per item: padding tokens would widen the activation ranges.
+        batch = encoder.encode([sentence])
+        return {name: batch[name] for name in names}
+
+    subset = min(subset_size, len(context.calibration))
+    smooth_quant = AdvancedQuantizationParameters().smooth_quant_alphas
+    parameters = {
+        "model_type": "TRANSFORMER",
+        "preset": "MIXED (nncf's default for TRANSFORMER)",
+        "subset_size": subset,
+        "calibration_sentences": len(context.calibration),
+        "fast_bias_correction": True,
+        "smooth_quant_alpha_matmul": smooth_quant.matmul,
+        "version": nncf.__version__,
+    }
+    return nncf.Dataset(context.calibration, transform), parameters
+
+
+def validation_pairs(context: OptimizeContext, size: int) -> list[Pair]:
+    """All evaluation pairs, or ``size`` of them sampled with the pipeline seed (in file order)."""
+    pairs = list(context.eval_pairs)
+    if not pairs:
+        raise DataError("there are no evaluation pairs, and int8-accuracy validates on them", "run `dvc repro data`")
+    if 0 < size < len(pairs):
+        keep = set(random.Random(context.seed).sample(range(len(pairs)), size))
+        pairs = [pair for i, pair in enumerate(pairs) if i in keep]
+    return pairs
+
+
+class SpearmanValidation:
+    """nncf's ``validation_fn``: our task metric on the compiled model, and a value per pair.
+
+    nncf ranks layers by the metric on the pairs that got worst. Spearman does not split into
+    per-item values, and a pair alone has none (nncf would otherwise validate items one by one),
+    so each pair's value is how close its cosine stays to the gold score scaled to 0–1.
+    """
+
+    def __init__(self, encoder: TextEncoder, pooling: dict[str, Any]):
+        self.encoder = encoder
+        self.pooling = pooling
+
+    def __call__(self, compiled: ov.CompiledModel, items) -> tuple[float, list[float]]:
+        pairs = list(items)
+        sentences = unique_sentences(pairs)
+        vectors = embed(InferRunner(compiled), self.encoder, sentences, _VALIDATION_BATCH, self.pooling)
+        row = {sentence: i for i, sentence in enumerate(sentences)}
+        cosines = cosine_rows(vectors[[row[p.sentence1] for p in pairs]], vectors[[row[p.sentence2] for p in pairs]])
+        per_pair = -np.abs(cosines - np.array([p.score / 5.0 for p in pairs]))
+        return task_metric(vectors, sentences, pairs), per_pair.tolist()
+
+    def summary(self, model: ov.Model, quantized: ov.Model, pairs: list[Pair]) -> dict[str, Any]:
+        """The metric before and after, at f32 as nncf measured it, on the pairs it used."""
+        core = ov.Core()
+        config = {hints.inference_precision: ov.Type.f32}
+        before = self(core.compile_model(model, "CPU", config), pairs)[0]
+        after = self(core.compile_model(quantized, "CPU", config), pairs)[0]
+        return {
+            "pairs": len(pairs),
+            "inference_precision": "f32",
+            "spearman_fp32": round(before, 4),
+            "spearman_int8": round(after, 4),
+            "drop": round(before - after, 4),
+        }
+
+
+class NncfLogCapture(logging.Handler):
+    """Keeps nncf's accuracy-control log lines: the only place it says what it measured and reverted."""
+
+    _KEEP = ("Metric of", "Accuracy drop", "reverted back", "Algorithm completed", "\t")
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(key in message for key in self._KEEP):
+            self.lines.extend(line.strip() for line in message.splitlines() if line.strip())
+
+    def __enter__(self) -> NncfLogCapture:
+        logging.getLogger("nncf").addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        logging.getLogger("nncf").removeHandler(self)
+
+
+def ir_stats(model: ov.Model) -> dict[str, Any]:
+    """What the saved IR holds: op counts, and constant bytes per element type (i8/u8 = quantized)."""
+    ops = Counter(op.get_type_name() for op in model.get_ops())
+    constant_bytes: Counter = Counter()
+    for op in model.get_ops():
+        if op.get_type_name() == "Constant":
+            constant_bytes[op.get_output_element_type(0).get_type_name()] += op.get_byte_size()
+    return {
+        "ops": dict(ops.most_common()),
+        "fake_quantize": ops.get("FakeQuantize", 0),
+        "constant_bytes": dict(constant_bytes.most_common()),
+    }
