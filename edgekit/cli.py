@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -189,6 +190,10 @@ def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("
 
 def main() -> None:
     """Entry point of the ``edgekit`` console script."""
+    from edgekit.isolation import OFFLINE_ENV
+
+    for name, value in OFFLINE_ENV.items():  # before any runtime is imported (see OFFLINE_ENV)
+        os.environ.setdefault(name, value)
     try:
         # Standalone mode: usage errors get click's short message and exit code 2.
         app()

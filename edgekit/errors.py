@@ -63,6 +63,10 @@ class MissingDependencyError(EdgekitError):
         self.extra = extra
 
 
+class VariantError(EdgekitError):
+    """A runtime could not make or run this one variant; it is recorded as failed and the rest go on."""
+
+
 class IntegrityError(EdgekitError):
     """A file does not match the digest recorded for it."""
 

@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, VariantError
 from edgekit.fsutil import write_json
 
 _EDGEKIT_ERROR_EXIT = 3
@@ -65,7 +65,8 @@ def run_child(target: str, payload: dict[str, Any], timeout: float, setting: str
         safe_path = ["-P"] if sys.version_info >= (3, 11) else []
         command = [sys.executable, *safe_path, "-m", "edgekit.isolation", str(request), str(result)]
         # A new session, so that a timeout also kills what the child started (converters, compilers).
-        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        child_env = {**(env if env is not None else os.environ), **OFFLINE_ENV}
+        child = subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             _, stderr = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -80,6 +81,13 @@ def run_child(target: str, payload: dict[str, Any], timeout: float, setting: str
         return {"status": "ok", **json.loads(result.read_text())}
 
 
+# Runtimes that phone home when imported: onnxruntime 1.32's Linux wheel resolves a telemetry host and
+# writes a device id unless this is set before the import (microsoft/onnxruntime#27379). Offline by
+# default, and no background telemetry threads while a benchmark runs.
+OFFLINE_ENV = {"ORT_DISABLE_TELEMETRY": "1", "OLIVE_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "DO_NOT_TRACK": "1"}
+
+
 def main(argv: list[str]) -> int:
     request_path, result_path = (Path(a) for a in argv)
     request = json.loads(request_path.read_text())
@@ -87,6 +95,9 @@ def main(argv: list[str]) -> int:
     function = getattr(importlib.import_module(module_name), function_name)
     try:
         write_json(result_path, function(request["payload"]))
+    except VariantError:
+        traceback.print_exc()  # the variant's own failure: recorded as failed by the parent
+        return 1
     except EdgekitError as exc:
         write_json(result_path, {"message": exc.message, "hint": exc.hint})
         return _EDGEKIT_ERROR_EXIT

@@ -29,6 +29,19 @@ _CHECK_EVERY = 10  # samples between convergence checks (each one sorts the samp
 
 
 def _peak_rss_bytes() -> int:
+    """This process's own peak RSS.
+
+    Linux keeps ``ru_maxrss`` across ``execve``, so a child started from a big parent (a test
+    process with torch loaded) would report the parent's peak; VmHWM belongs to the new address
+    space and does not carry it over.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 

@@ -1,0 +1,1 @@
+"""Microsoft Olive: ONNX variants made by Olive's own passes, loaded and run by ONNX Runtime."""
