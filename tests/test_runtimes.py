@@ -99,6 +99,19 @@ def test_tokenization_matches_the_baseline_tokenizer(baseline_project):
         np.testing.assert_array_equal(ours[key], reference[key])
 
 
+@pytest.mark.onnxruntime
+@pytest.mark.slow
+def test_peak_rss_is_the_worker_own_even_from_a_big_parent(baseline_project):
+    """This test process has torch loaded (hundreds of MB); Linux carries ru_maxrss across exec."""
+    import torch  # noqa: F401  (make the parent big, as pytest with the baseline loaded is)
+
+    for name in ("pytorch-fp32", "ort-int8"):
+        assert api.optimize(name, baseline_project)["status"] == "ok"
+    torch_rss = api.benchmark("pytorch-fp32", baseline_project)["peak_rss_mb"]
+    onnx_rss = api.benchmark("ort-int8", baseline_project)["peak_rss_mb"]
+    assert onnx_rss < torch_rss / 2, (onnx_rss, torch_rss)
+
+
 PLUGIN = """
 import dataclasses, os, time
 from edgekit.deps import Dependency
