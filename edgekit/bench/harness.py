@@ -56,15 +56,16 @@ def run_worker(request: dict[str, Any], threads: int, timeout: float) -> dict[st
     return run_child("edgekit.bench.worker:run", request, timeout, "benchmark.timeout_seconds", env)
 
 
-def _stable(run: dict[str, Any]) -> bool:
-    return run["converged"] and not run["noise"]["busy"]
+def _worth_retrying(run: dict[str, Any]) -> bool:
+    """A busy machine is worth another try; a run too slow to converge in the budget is not."""
+    return run["status"] == "ok" and run["noise"]["busy"]
 
 
 Progress = Callable[[str, dict[str, Any]], None]
 
 
 def measure_scenario(request: dict[str, Any], bench: BenchmarkParams, threads: int, progress: Progress | None = None) -> list[dict[str, Any]]:
-    """``repeats`` runs of one scenario, retrying unstable ones; stops at the first failure."""
+    """``repeats`` runs of one scenario, retrying those measured on a busy machine; stops at the first failure."""
     runs: list[dict[str, Any]] = []
     key = scenario_key(request["batch_size"], request["seq_length"])
     for _ in range(bench.repeats):
@@ -73,7 +74,7 @@ def measure_scenario(request: dict[str, Any], bench: BenchmarkParams, threads: i
             run["attempt"] = attempt
             if progress:
                 progress(key, run)
-            if run["status"] != "ok" or _stable(run):
+            if not _worth_retrying(run):
                 break
         runs.append(run)
         if run["status"] != "ok":
