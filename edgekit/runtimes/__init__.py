@@ -21,6 +21,10 @@ __all__ = ["Backend", "Options", "RuntimeConfig", "get_runtime", "runtime_names"
 _BUILTINS = {
     "pytorch": "edgekit.runtimes.pytorch.config:PyTorchConfig",
     "onnxruntime": "edgekit.runtimes.onnxruntime.config:OnnxRuntimeConfig",
+    "openvino": "edgekit.runtimes.openvino.config:OpenVinoConfig",
+    "llamacpp": "edgekit.runtimes.llamacpp.config:LlamaCppConfig",
+    "mlx": "edgekit.runtimes.mlx.config:MlxConfig",
+    "olive": "edgekit.runtimes.olive.config:OliveConfig",
 }
 ENTRY_POINT_GROUP = "edgekit.runtimes"
 
