@@ -69,7 +69,8 @@ def benchmark_app_median(model: Path, threads: int, precision_hint: str | None) 
 
     names = [p.get_any_name() for p in ov.Core().read_model(str(model)).inputs]
     shape = ",".join(f"{n}[{BATCH},{SEQ}]" for n in names)
-    command = [tool, "-m", str(model), "-d", "CPU", "-hint", "latency", "-nstreams", "1", "-nthreads", str(threads),
+    # benchmark_app refuses -nstreams/-nthreads next to a hint; 1 stream at our threads is what the hint gives us.
+    command = [tool, "-m", str(model), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", str(threads),
                "-api", "sync", "-t", str(SECONDS), "-data_shape", shape]
     if precision_hint:
         command += ["-infer_precision", precision_hint]
