@@ -50,8 +50,12 @@ else:
     ("code", """\
 scenarios = sorted(summary["variants"][summary["baseline"]]["p50_ms_by_scenario"],
                    key=lambda key: tuple(int(part[1:]) for part in key.split("_")))
-fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 0.6 * len(results.measured) + 2), squeeze=False)
-for ax, scenario in zip(axes[0], scenarios):
+columns = min(2, len(scenarios))
+rows = -(-len(scenarios) // columns)
+fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, rows * (0.35 * len(results.measured) + 1.5)), squeeze=False)
+for ax in axes.flat[len(scenarios):]:
+    ax.set_visible(False)
+for ax, scenario in zip(axes.flat, scenarios):
     data = [results.latency_samples(v, scenario) for v in results.measured]
     ax.boxplot(data, orientation="horizontal", showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(results.measured) + 1), results.measured)
@@ -64,11 +68,12 @@ plt.show()"""),
     ("md", "## Speed against fidelity\nUp and to the left is better: faster, and closer to the baseline's embeddings."),
     ("code", """\
 measured = table[table["status"] == "ok"]
-fig, ax = plt.subplots(figsize=(7, 4.5))
+fig, ax = plt.subplots(figsize=(9, 6))
 ax.scatter(measured["p50_ms"], measured["cosine_mean"], s=60)
 for row in measured.itertuples():
     ax.annotate(row.variant, (row.p50_ms, row.cosine_mean), textcoords="offset points", xytext=(6, 4))
-ax.set_xlabel(f"p50 latency at {headline} (ms)")
+ax.set_xscale("log")
+ax.set_xlabel(f"p50 latency at {headline} (ms, log scale)")
 ax.set_ylabel("mean cosine to the baseline")
 ax.grid(alpha=0.3)
 fig.tight_layout()
