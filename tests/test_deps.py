@@ -116,12 +116,23 @@ def _modules_after(code: str) -> set[str]:
     return set(json.loads(result.stdout.splitlines()[-1]))
 
 
-HEAVY = {"torch", "onnxruntime", "transformers"}
+HEAVY = {"torch", "onnxruntime", "transformers", "openvino", "nncf", "llama_cpp", "gguf", "mlx", "olive"}
 
 
 def test_importing_the_light_modules_loads_no_runtime():
     modules = _modules_after("import edgekit.params, edgekit.runtimes, edgekit.cli")
     assert "edgekit" in modules  # the probe itself works
+    assert not modules & HEAVY
+
+
+def test_every_runtime_config_and_its_options_load_without_its_runtime():
+    """params validation, `edgekit check` and the registry never pay for (or need) a runtime."""
+    modules = _modules_after(
+        "from edgekit.runtimes import runtimes\n"
+        "for config in runtimes().values():\n"
+        "    config.options.parse({}, 'options')\n"
+        "    assert config.precisions and set(config.fidelity_floor) == set(config.precisions), config.name\n"
+    )
     assert not modules & HEAVY
 
 

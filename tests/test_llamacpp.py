@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import time
 
@@ -38,19 +36,6 @@ def offline_pip(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
     monkeypatch.delenv(converter.SOURCE_ENV, raising=False)
-
-
-def test_config_and_converter_import_without_llama_cpp(repo):
-    code = (
-        "import sys\n"
-        "import edgekit.runtimes.llamacpp.config, edgekit.runtimes.llamacpp.converter\n"
-        "from edgekit.runtimes import get_runtime\n"
-        "assert get_runtime('llamacpp').precisions == ('f32', 'f16', 'q8_0', 'q5_k_m', 'q4_k_m')\n"
-        "heavy = sorted({'llama_cpp', 'torch', 'transformers', 'gguf'} & set(sys.modules))\n"
-        "assert not heavy, heavy\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
 
 
 def test_options_name_the_bad_field():
