@@ -28,7 +28,7 @@ def main() -> None:
     params, layout = load_params(args.project / "params.yaml"), Layout(args.project)
     folder = layout.variant_dir(args.variant)
     manifest = read_manifest(folder)
-    batch_size, seq_length = params.benchmark.batch_sizes[0], params.benchmark.seq_lengths[0]
+    batch_size, seq_length = params.headline
     medians = []
     with tempfile.TemporaryDirectory() as scratch:
         texts = Path(scratch) / "texts.json"
