@@ -17,6 +17,7 @@ from edgekit.params import Params, load_params
 
 PARAMS_FILE = "params.yaml"
 REPORT_NOTEBOOK = Path("notebooks") / "report.ipynb"
+MODEL_CARD_NOTEBOOK = Path("notebooks") / "model_card.ipynb"
 
 
 def _setup(project: str | Path, params_file: str | Path | None) -> tuple[Params, Layout]:
@@ -90,11 +91,10 @@ def benchmark(variant: str, project: str | Path = ".", params_file: str | Path |
     return benchmark_variant(*_setup(project, params_file), variant, progress)
 
 
-def planned_runs(project: str | Path = ".", params_file: str | Path | None = None) -> int:
+def planned_runs(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> int:
     """How many timed processes one variant's benchmark starts at least (scenarios × repeats)."""
     params, _ = _setup(project, params_file)
-    b = params.benchmark
-    return len(b.batch_sizes) * len(b.seq_lengths) * b.repeats
+    return len(params.scenarios(variant)) * params.benchmark.repeats
 
 
 def evaluate(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
@@ -119,6 +119,41 @@ def report(project: str | Path = ".", notebook: str | Path | None = None) -> Pat
     return render_report(layout, Path(notebook) if notebook else layout.root / REPORT_NOTEBOOK)
 
 
+def gate(project: str | Path = ".", stage: str | None = None) -> dict[str, Any]:
+    """The verdicts of one stage (params' ``policy.stage`` by default) from outputs/gates.json.
+
+    Returns:
+        ``{"stage", "policy", "passing": [...], "failing": {variant: ["speedup 1.84 < 2", ...]},
+        "not_measured": {variant: reason}, "recommended"}``.
+
+    Raises:
+        GateError: when no variant passes the blocking gates of the stage, naming each variant's failures.
+        StageInputError: when the select stage has not run.
+    """
+    from edgekit.decide.verdict import stage_verdicts
+
+    layout = Layout(Path(project))
+    params = load_params(layout.root / PARAMS_FILE)
+    return stage_verdicts(layout, stage or params.policy.stage)
+
+
+def gates() -> list[dict[str, Any]]:
+    """Every registered gate: name, direction, options and what it measures."""
+    from edgekit.decide.gates import gates as table
+
+    return [{"name": g.name, "direction": g.direction, "options": dict(g.options), "description": g.description}
+            for g in table().values()]
+
+
+def model_card(project: str | Path = ".", variant: str | None = None, notebook: str | Path | None = None) -> Path:
+    """Render the certification report of one variant (the recommended one by default) to reports/."""
+    from edgekit.report import render_report
+
+    layout = Layout(Path(project))
+    return render_report(layout, Path(notebook) if notebook else layout.root / MODEL_CARD_NOTEBOOK, name="model_card",
+                         parameters={"variant": variant or ""})
+
+
 def doctor(project: str | Path = ".") -> dict[str, Any]:
     """What this machine offers: Python, lock digest, CPU and ISA, each runtime with its devices."""
     from edgekit.environment import fingerprint
@@ -129,7 +164,17 @@ def doctor(project: str | Path = ".") -> dict[str, Any]:
         entry = record["runtimes"][name]
         # Asking for devices imports the runtime, so only for installed ones and only here.
         entry["devices"] = _devices(config) if entry["available"] else []
+    record["recommendation"] = _recommendation(record, Layout(Path(project)))
     return record
+
+
+def _recommendation(record: dict[str, Any], layout: Layout) -> dict[str, Any]:
+    """This host's recommended runtime: from the project's measurements when they were made here, else the prior."""
+    from edgekit.decide.hardware import HardwareProfile, recommend_for_host
+    from edgekit.fsutil import read_json
+
+    summary = read_json(layout.summary) if layout.summary.is_file() else None
+    return recommend_for_host(HardwareProfile.from_fingerprint(record), summary)
 
 
 def _devices(config) -> list[str]:

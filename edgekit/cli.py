@@ -123,7 +123,7 @@ def _benchmark(variant: str, project: Path) -> None:
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=True, disable=not out.is_terminal) as bar:
-        task = bar.add_task(f"benchmark {variant}", total=api.planned_runs(project))
+        task = bar.add_task(f"benchmark {variant}", total=api.planned_runs(variant, project))
 
         def advance(key: str, run: dict) -> None:
             detail = f"{len(run['samples_ms'])} samples" if run["status"] == "ok" else run["status"]
@@ -150,16 +150,61 @@ def evaluate(variant: Variant, project: Project = Path(".")) -> None:
 def select(project: Project = Path(".")) -> None:
     """Compare every variant with the baseline."""
     summary = api.select(project)
-    table = Table("variant", "status", "p50 ms", "speed-up (95% CI)", "peak RSS MB", "size MB", "cosine", "retention")
+    stage = summary["decision"]["target_stage"]
+    table = Table("variant", "status", "p50 ms", "speed-up (95% CI)", "peak RSS MB", "size MB", "cosine", "retention",
+                  "fairness", "Pareto", stage)
     for name, row in summary["variants"].items():
+        verdict = row["verdicts"][stage]
         if row["status"] == "ok":
             low, high = row["speedup_ci95"]
             status = "[yellow]unstable[/]" if row["unstable"] else "ok"
+            fairness = "" if row["fairness_score"] is None else f"{row['fairness_score']:.3f}"
             table.add_row(name, status, f"{row['p50_ms']:.3f}", f"{row['speedup']:.2f}× ({low:.2f}–{high:.2f})",
-                          f"{row['peak_rss_mb']:.0f}", f"{row['size_mb']:.1f}", f"{row['cosine_mean']:.4f}", f"{row['retention']:.4f}")
+                          f"{row['peak_rss_mb']:.0f}", f"{row['size_mb']:.1f}", f"{row['cosine_mean']:.4f}", f"{row['retention']:.4f}",
+                          fairness, "yes" if row["pareto"]["on_front"] else "", _verdict_markup(verdict))
         else:
-            table.add_row(name, row["status"], *[""] * 6)
+            table.add_row(name, row["status"], *[""] * 8, verdict)
     out.print(table)
+    decision = summary["decision"]
+    out.print(f"recommended for {stage}: [bold]{escape(decision['recommended'] or 'none')}[/] — {escape(decision['reason'])}")
+
+
+def _verdict_markup(verdict: str) -> str:
+    return {"pass": "[green]pass[/]", "pass with warnings": "[yellow]pass (warnings)[/]", "fail": "[red]fail[/]"}.get(verdict, verdict)
+
+
+@app.command()
+def gate(project: Project = Path("."),
+         stage: Annotated[str | None, typer.Option(help="Stage to check (default: params.yaml policy.stage).")] = None) -> None:
+    """Fail unless some variant passes every blocking gate of the stage; name the ones that do."""
+    result = api.gate(project, stage)
+    policy = result["policy"]
+    _done(f"{len(result['passing'])} variant(s) pass the blocking gates of {result['stage']} "
+          f"(policy {policy['name']} {policy['version']}, sha256 {policy['sha256'][:12]}): {', '.join(result['passing'])}")
+    for name, warnings in result["warnings"].items():
+        if warnings:
+            out.print(f"  [yellow]warn[/] {name}: {escape('; '.join(warnings))}")
+    for name, failures in result["failing"].items():
+        out.print(f"  [red]fail[/] {name}: {escape('; '.join(failures))}")
+    if result["recommended"]:
+        out.print(f"  recommended: [bold]{escape(result['recommended'])}[/]")
+
+
+@app.command("gates")
+def list_gates() -> None:
+    """The gates a policy file can use, with what each one measures."""
+    table = Table("gate", "bound", "options", "measures")
+    for g in api.gates():
+        options = ", ".join(f"{k}={v}" for k, v in g["options"].items())
+        table.add_row(g["name"], g["direction"], options, g["description"])
+    out.print(table)
+
+
+@app.command("model-card")
+def model_card(project: Project = Path("."),
+               variant: Annotated[str | None, typer.Option(help="Variant to certify (default: the recommended one).")] = None) -> None:
+    """Render the certification report of one variant into reports/model_card.{ipynb,html}."""
+    _done(f"model card: {api.model_card(project, variant)}")
 
 
 @app.command()
@@ -186,6 +231,9 @@ def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("
         status = "[green]found[/]" if runtime["available"] else f"[yellow]missing[/] {escape(', '.join(runtime['missing']))}: {escape(runtime['install'])}"
         table.add_row(name, status, versions, ", ".join(runtime["devices"]), ", ".join(runtime["precisions"]))
     out.print(table)
+    from edgekit.decide.hardware import describe
+
+    out.print(f"recommended here: {escape(describe(record['recommendation']))}")
 
 
 def main() -> None:

@@ -118,7 +118,24 @@ def build_data(params: Params, layout: Layout) -> dict:
             "sentences": len(calibration),
             "excludes": "sentences that appear in the evaluation set",
         })
+    _build_fairness(params, layout, common)
     return eval_provenance
+
+
+def _build_fairness(params: Params, layout: Layout, common: dict) -> None:
+    """The counterfactual pairs of the fairness check, expanded from the shipped templates and term sets."""
+    from edgekit.fairness import FAIRNESS_SOURCE_DIR, read_fairness_sources, write_fairness_set
+
+    source_dir = layout.root / params.data.source_dir
+    pairs = read_fairness_sources(source_dir)
+    with staged_dir(layout.fairness_dir) as folder:
+        record = write_fairness_set(pairs, folder)
+        write_json(folder / "provenance.json", {
+            **common, "source": {"folder": f"{params.data.source_dir}/{FAIRNESS_SOURCE_DIR}",
+                                 "sha256": {f.name: sha256_file(f) for f in sorted((source_dir / FAIRNESS_SOURCE_DIR).iterdir())
+                                            if f.is_file()}},
+            "check": "counterfactual pairs: one template, two demographic terms, and a neutral probe sentence", **record,
+        })
 
 
 def load_eval_pairs(layout: Layout) -> list[Pair]:

@@ -75,6 +75,10 @@ class StageInputError(EdgekitError):
     """A stage's input (an earlier stage's output) is missing or stale."""
 
 
+class GateError(EdgekitError):
+    """No variant passes the blocking gates of the stage the pipeline asks for."""
+
+
 def install_command(extra: str) -> str:
     """The pip command that installs an extra with the project's pins."""
     return f'pip install -c requirements/lock.txt -e ".[{extra}]"'

@@ -72,6 +72,20 @@ class Layout:
         return self.root / "metrics" / "summary.json"
 
     @property
+    def gates(self) -> Path:
+        """Every gate of every stage for every variant, with its evidence (the ``select`` stage)."""
+        return self.root / "outputs" / "gates.json"
+
+    @property
+    def decision(self) -> Path:
+        """The short decision record ``dvc exp show`` displays."""
+        return self.root / "metrics" / "decision.json"
+
+    @property
+    def fairness_dir(self) -> Path:
+        return self.root / "data" / "fairness"
+
+    @property
     def plots_dir(self) -> Path:
         return self.root / "plots"
 

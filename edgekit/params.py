@@ -113,20 +113,38 @@ class DataParams:
 
 
 @dataclass(frozen=True)
+class ScenarioOverride:
+    """A variant's own batch sizes or sequence lengths, for a runtime too slow for the global ones.
+
+    The headline scenario (the first global batch size and sequence length) must stay first, so the
+    variant's speed-up against the baseline is still measured at the same point.
+    """
+
+    batch_sizes: tuple[int, ...] | None = None
+    seq_lengths: tuple[int, ...] | None = None
+
+    @classmethod
+    def parse(cls, raw: Any, field: str) -> ScenarioOverride:
+        raw = _keys(raw or {}, {"batch_sizes", "seq_lengths"}, field)
+        return cls(*(_positive_ints(raw, key, [], field) if key in raw else None for key in ("batch_sizes", "seq_lengths")))
+
+
+@dataclass(frozen=True)
 class VariantParams:
-    """One variant: a runtime, a precision and that runtime's options."""
+    """One variant: a runtime, a precision, that runtime's options and, rarely, its own scenarios."""
 
     name: str
     runtime: str
     precision: str
     options: Options
+    scenarios: ScenarioOverride = field(default_factory=ScenarioOverride)
 
     @classmethod
     def parse(cls, name: str, raw: Any) -> VariantParams:
         field_name = f"variants.{name}"
         if not isinstance(name, str) or not _VARIANT_NAME.match(name):
             raise ConfigError(field_name, name, "a lowercase name of letters, digits, '.', '_' or '-'")
-        raw = _keys(raw, {"runtime", "precision", "options"}, field_name)
+        raw = _keys(raw, {"runtime", "precision", "options", "benchmark"}, field_name)
         if "runtime" not in raw:
             raise ConfigError(f"{field_name}.runtime", None, "a runtime name (the key is missing)")
         runtime = get_runtime(_typed(raw, "runtime", str, None, field_name), f"{field_name}.runtime")
@@ -134,7 +152,8 @@ class VariantParams:
         if precision not in runtime.precisions:
             raise UnknownNameError(f"{field_name}.precision", precision, list(runtime.precisions))
         options = runtime.options.parse(raw.get("options"), f"{field_name}.options")
-        return cls(name, runtime.name, precision, options)
+        scenarios = ScenarioOverride.parse(raw.get("benchmark"), f"{field_name}.benchmark")
+        return cls(name, runtime.name, precision, options, scenarios)
 
 
 @dataclass(frozen=True)
@@ -182,6 +201,69 @@ class BenchmarkParams:
         return params
 
 
+def _number(raw: dict, key: str, default: float, field: str) -> float:
+    return float(_typed(raw, key, (int, float), default, field))
+
+
+@dataclass(frozen=True)
+class FairnessParams:
+    """How the evaluate stage checks fairness (see ``edgekit.fairness``).
+
+    Attributes:
+        check: a registered fairness check for the model kind.
+        tolerance: how far a counterfactual pair's similarity may move and still count as fair.
+    """
+
+    check: str = "counterfactual-similarity"
+    tolerance: float = 0.05
+
+    @classmethod
+    def parse(cls, raw: Any) -> FairnessParams:
+        from edgekit.fairness import get_fairness_check
+
+        raw = _keys(raw or {}, {"check", "tolerance"}, "evaluate.fairness")
+        params = cls(_typed(raw, "check", str, cls.check, "evaluate.fairness"),
+                     _number(raw, "tolerance", cls.tolerance, "evaluate.fairness"))
+        get_fairness_check(params.check, "evaluate.fairness.check")
+        if not 0 < params.tolerance <= 2:
+            raise ConfigError("evaluate.fairness.tolerance", params.tolerance, "a cosine-similarity difference in (0, 2], e.g. 0.05")
+        return params
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """Which policy decides, for which stage, and how the recommendation weighs the objectives.
+
+    Attributes:
+        file: the policy file (gates per stage), relative to the project.
+        stage: the stage the pipeline must find a variant for; the ``gate`` step fails otherwise.
+        preferences: weights of latency, accuracy, memory and size in the recommendation.
+    """
+
+    file: str = "policy.yaml"
+    stage: str = "production"
+    preferences: dict[str, float] = field(default_factory=lambda: {"latency": 0.4, "accuracy": 0.3, "memory": 0.2, "size": 0.1})
+
+    @classmethod
+    def parse(cls, raw: Any) -> PolicyParams:
+        from edgekit.decide.pareto import OBJECTIVES
+        from edgekit.decide.policy import STAGES
+
+        raw = _keys(raw or {}, {"file", "stage", "preferences"}, "policy")
+        default = cls()
+        stage = _typed(raw, "stage", str, default.stage, "policy")
+        if stage not in STAGES:
+            raise UnknownNameError("policy.stage", stage, list(STAGES))
+        weights = _keys(raw.get("preferences", default.preferences), set(OBJECTIVES), "policy.preferences")
+        for key in weights:
+            value = _number(weights, key, 0.0, "policy.preferences")
+            if value < 0:
+                raise ConfigError(f"policy.preferences.{key}", value, "a weight of 0 or more")
+        if not weights or sum(float(v) for v in weights.values()) <= 0:
+            raise ConfigError("policy.preferences", weights, f"at least one positive weight among: {', '.join(OBJECTIVES)}")
+        return cls(_typed(raw, "file", str, default.file, "policy"), stage, {k: float(v) for k, v in weights.items()})
+
+
 @dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
@@ -194,6 +276,8 @@ class Params:
     variants: dict[str, VariantParams]
     benchmark: BenchmarkParams
     evaluate_batch_size: int = 32
+    fairness: FairnessParams = field(default_factory=FairnessParams)
+    policy: PolicyParams = field(default_factory=PolicyParams)
     optimize_timeout_seconds: float = 1800.0
     evaluate_timeout_seconds: float = 900.0
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -208,8 +292,20 @@ class Params:
             raise UnknownNameError("variant", name, list(self.variants))
         return self.variants[name]
 
+    def scenarios(self, name: str) -> list[tuple[int, int]]:
+        """(batch size, sequence length) pairs that variant ``name`` is timed at, headline first."""
+        override = self.variant(name).scenarios
+        batch_sizes = override.batch_sizes or self.benchmark.batch_sizes
+        seq_lengths = override.seq_lengths or self.benchmark.seq_lengths
+        return [(b, s) for b in batch_sizes for s in seq_lengths]
 
-_TOP_LEVEL = {"seed", "threads", "model", "data", "baseline", "variants", "optimize", "benchmark", "evaluate"}
+    @property
+    def headline(self) -> tuple[int, int]:
+        """The scenario every variant is compared at: the first batch size and sequence length."""
+        return self.benchmark.batch_sizes[0], self.benchmark.seq_lengths[0]
+
+
+_TOP_LEVEL = {"seed", "threads", "model", "data", "baseline", "variants", "optimize", "benchmark", "evaluate", "policy"}
 
 
 def _timeout(raw: dict, default: float, field: str) -> float:
@@ -217,6 +313,14 @@ def _timeout(raw: dict, default: float, field: str) -> float:
     if value <= 0:
         raise ConfigError(f"{field}.timeout_seconds", value, "a positive number of seconds")
     return value
+
+
+def _check_headline_kept(variant: VariantParams, benchmark: BenchmarkParams) -> None:
+    for key, own in (("batch_sizes", variant.scenarios.batch_sizes), ("seq_lengths", variant.scenarios.seq_lengths)):
+        first = getattr(benchmark, key)[0]
+        if own is not None and own[0] != first:
+            raise ConfigError(f"variants.{variant.name}.benchmark.{key}", list(own),
+                              f"a list starting with benchmark.{key}[0] = {first}, the headline scenario every variant is compared at")
 
 
 def physical_cores() -> int:
@@ -246,7 +350,10 @@ def parse_params(raw: Any) -> Params:
         raise UnknownNameError("baseline", baseline, list(variants))
     if variants[baseline].runtime != "pytorch":
         raise ConfigError("baseline", baseline, "a variant whose runtime is pytorch (the reference outputs come from it)")
-    evaluate = _keys(raw.get("evaluate") or {}, {"batch_size", "timeout_seconds"}, "evaluate")
+    benchmark = BenchmarkParams.parse(raw.get("benchmark"))
+    for variant in variants.values():
+        _check_headline_kept(variant, benchmark)
+    evaluate = _keys(raw.get("evaluate") or {}, {"batch_size", "timeout_seconds", "fairness"}, "evaluate")
     optimize = _keys(raw.get("optimize") or {}, {"timeout_seconds"}, "optimize")
     batch_size = _typed(evaluate, "batch_size", int, 32, "evaluate")
     if batch_size < 1:
@@ -258,8 +365,10 @@ def parse_params(raw: Any) -> Params:
         data=DataParams.parse(raw.get("data")),
         baseline=baseline,
         variants=variants,
-        benchmark=BenchmarkParams.parse(raw.get("benchmark")),
+        benchmark=benchmark,
         evaluate_batch_size=batch_size,
+        fairness=FairnessParams.parse(evaluate.get("fairness")),
+        policy=PolicyParams.parse(raw.get("policy")),
         optimize_timeout_seconds=_timeout(optimize, 1800.0, "optimize"),
         evaluate_timeout_seconds=_timeout(evaluate, 900.0, "evaluate"),
         raw=raw,

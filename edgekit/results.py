@@ -22,6 +22,7 @@ class Results:
     baseline: dict[str, Any]
     samples: dict[str, dict[str, Any]]
     metrics: dict[str, dict[str, Any]]
+    gates: dict[str, Any]
 
     @property
     def measured(self) -> list[str]:
@@ -34,7 +35,8 @@ class Results:
         import pandas as pd
 
         columns = ["variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "peak_rss_mb",
-                   "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention", "reason", "error"]
+                   "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention", "fairness_score",
+                   "reason", "error"]
         variants = self.summary["variants"]
         order = self.measured + [name for name in variants if name not in self.measured]
         rows = [{c: variants[name].get(c) for c in columns} for name in order]
@@ -51,10 +53,42 @@ class Results:
         """The benchmark stage's metrics of one variant."""
         return self.metrics[variant]
 
+    @property
+    def decision(self) -> dict[str, Any]:
+        return self.summary["decision"]
+
+    def verdict_table(self):
+        """Each variant's verdict per stage, and the blocking gates it failed in the target stage."""
+        import pandas as pd
+
+        stage = self.decision["target_stage"]
+        rows = []
+        for name, stages in self.gates["variants"].items():
+            row = self.summary["variants"][name]
+            rows.append({"variant": name, **{s: v["verdict"] for s, v in stages.items()},
+                         "Pareto": "yes" if row.get("pareto", {}).get("on_front") else "",
+                         "score": row.get("preference_score"),
+                         f"failed in {stage}": ", ".join(stages[stage].get("failed_blocking", [])) or stages[stage].get("reason", "")})
+        return pd.DataFrame(rows)
+
+    def gate_table(self, variant: str, stage: str | None = None):
+        """Every gate of one stage for one variant: value, bound, result, action and the evidence files."""
+        import pandas as pd
+
+        verdict = self.gates["variants"][variant][stage or self.decision["target_stage"]]
+        rows = [{"gate": g["gate"], "value": g["value"], "bound": f"{g['op']} {g['threshold']:g}", "result": g["result"],
+                 "action": g["action"], "detail": g["detail"], "evidence": ", ".join(g["evidence"])} for g in verdict["gates"]]
+        return pd.DataFrame(rows, columns=["gate", "value", "bound", "result", "action", "detail", "evidence"])
+
+    def scenarios_of(self, variant: str) -> list[str]:
+        """The scenario keys one variant was timed at."""
+        return [f"b{s['batch_size']}_s{s['seq_length']}" for s in self.samples[variant].get("scenarios", [])]
+
 
 def load_results(root: Path) -> Results:
     layout = Layout(Path(root))
     summary = read_json(layout.summary)
     samples = {name: read_json(layout.benchmark_samples(name)) for name in summary["variants"]}
     metrics = {name: read_json(layout.benchmark_metrics(name)) for name in summary["variants"]}
-    return Results(summary, read_json(layout.environment), read_json(layout.baseline_metrics), samples, metrics)
+    return Results(summary, read_json(layout.environment), read_json(layout.baseline_metrics), samples, metrics,
+                   read_json(layout.gates))

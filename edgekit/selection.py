@@ -20,12 +20,14 @@ import numpy as np
 
 from edgekit.bench.roofline import encoder_flops, roofline_point
 from edgekit.bench.stats import ratio_ci
+from edgekit.decide.decision import decide
 from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
 from edgekit.params import Params
 
 TABLE_COLUMNS = ("variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "speedup_ci_low", "peak_rss_mb",
-                 "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention")
+                 "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention", "fairness_score",
+                 "pareto", "verdict")
 
 
 def _samples(raw: dict[str, Any], key: str) -> np.ndarray:
@@ -59,7 +61,7 @@ def _roofline(bench: dict, model_config: dict, peaks: dict, precision: str, head
 def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> dict[str, Any]:
     row = {"variant": name, "runtime": bench.get("runtime"), "precision": bench.get("precision"),
            "status": bench["status"] if quality.get("status", "ok") == "ok" else quality["status"]}
-    for key in ("reason", "install", "error"):
+    for key in ("reason", "install", "error", "files_sha256"):
         if key in bench or key in quality:
             row[key] = bench.get(key, quality.get(key))
     if row["status"] != "ok":
@@ -74,15 +76,18 @@ def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> di
         "size_reduction": round(1 - bench["size_mb"] / base["size_mb"], 4),
         "cosine_mean": quality["cosine_mean"], "cosine_min": quality["cosine_min"],
         "spearman": quality["spearman"], "retention": quality["retention"],
+        "fairness_score": (quality.get("fairness") or {}).get("score"),
         # every quality metric the evaluate stage wrote (language-model metrics included, when there are some)
-        "quality": {k: v for k, v in quality.items() if k not in ("variant", "runtime", "precision", "status")},
+        "quality": {k: v for k, v in quality.items() if k not in ("variant", "runtime", "precision", "status", "fairness", "files_sha256")},
+        "fairness": quality.get("fairness"),
+        "unstable_scenarios": sorted(k for k, v in bench["scenarios"].items() if v["unstable"]),
     })
     return row
 
 
 def select_variants(params: Params, layout: Layout) -> dict[str, Any]:
     """Write metrics/summary.json and plots/variants.csv; return the summary."""
-    headline = f"b{params.benchmark.batch_sizes[0]}_s{params.benchmark.seq_lengths[0]}"
+    headline = "b{}_s{}".format(*params.headline)
     base = read_json(layout.benchmark_metrics(params.baseline))
     if base["status"] != "ok":
         from edgekit.errors import StageInputError
@@ -100,11 +105,18 @@ def select_variants(params: Params, layout: Layout) -> dict[str, Any]:
             row.update(_speed(bench, read_json(layout.benchmark_samples(name)), base, base_raw, headline, params.seed))
             row["roofline"] = _roofline(bench, model_config, peaks, row["precision"], headline)
         rows[name] = row
+    environment = read_json(layout.environment)
     summary = {"baseline": params.baseline, "headline_scenario": headline, "threads": params.threads,
-               "roofline_peaks": peaks, "variants": rows}
+               "host": host_record(environment), "roofline_peaks": peaks, "variants": rows}
+    decide(params, layout, summary, environment)
     write_json(layout.summary, summary)
     write_text(layout.plots_dir / "variants.csv", _csv(rows.values()))
     return summary
+
+
+def host_record(environment: dict[str, Any]) -> dict[str, Any]:
+    cpu = environment["cpu"]
+    return {"vendor": cpu["vendor"], "cpu_model": cpu["model"], "architecture": cpu["architecture"]}
 
 
 def _csv(rows) -> str:
@@ -113,5 +125,6 @@ def _csv(rows) -> str:
     writer.writeheader()
     for row in rows:
         if row["status"] == "ok":
-            writer.writerow({**row, "speedup_ci_low": row["speedup_ci95"][0]})
+            writer.writerow({**row, "speedup_ci_low": row["speedup_ci95"][0], "pareto": int(row["pareto"]["on_front"]),
+                             "verdict": row["verdicts"][row["target_stage"]]})
     return buffer.getvalue()

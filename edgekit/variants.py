@@ -114,7 +114,7 @@ def _context(params: Params, layout: Layout, scratch: Path) -> OptimizeContext:
 
 def status_record(manifest: dict[str, Any]) -> dict[str, Any]:
     """The fields a later stage copies from a variant's manifest (and why it was not made, if so)."""
-    keys = ("variant", "runtime", "precision", "status", "reason", "install", "error")
+    keys = ("variant", "runtime", "precision", "status", "reason", "install", "error", "files_sha256")
     return {k: manifest[k] for k in keys if k in manifest}
 
 
@@ -155,4 +155,16 @@ def evaluate_in_child(payload: dict[str, Any]) -> dict[str, Any]:
         "retention": round(metric / baseline, 6) if baseline else None,
         **fidelity(vectors, reference),
         "pairs": len(pairs),
+        "fairness": _fairness(params, layout, backend, encoder, read_json(folder / "embedding.json")),
     }
+
+
+def _fairness(params: Params, layout: Layout, backend, encoder: TextEncoder, pooling: dict) -> dict[str, Any]:
+    """The fairness check on this variant's own embeddings of the counterfactual sentences."""
+    from edgekit.fairness import get_fairness_check, load_fairness_set
+
+    check = get_fairness_check(params.fairness.check)
+    pairs = load_fairness_set(layout.fairness_dir)
+    sentences = check.sentences(pairs)
+    vectors = embed(backend, encoder, sentences, params.evaluate_batch_size, pooling)
+    return check.score(vectors, sentences, pairs, params.fairness.tolerance)

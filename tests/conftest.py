@@ -77,7 +77,9 @@ def make_project(folder: Path, params: dict) -> Path:
     """A project folder with the shipped data sources, the report notebook and ``params``."""
     shutil.copytree(REPO / "data" / "source", folder / "data" / "source")
     (folder / "notebooks").mkdir(parents=True)
-    shutil.copy2(REPO / "notebooks" / "report.ipynb", folder / "notebooks" / "report.ipynb")
+    for notebook in ("report.ipynb", "model_card.ipynb"):
+        shutil.copy2(REPO / "notebooks" / notebook, folder / "notebooks" / notebook)
+    shutil.copy2(REPO / "policy.yaml", folder / "policy.yaml")
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return folder
 

@@ -9,7 +9,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, small_params
 from edgekit.errors import ConfigError, UnknownNameError
 from edgekit.params import load_params, parse_params
 from edgekit.runtimes import runtime_names
@@ -206,3 +206,27 @@ def test_file_that_is_not_a_mapping_is_a_config_error(tmp_path):
     path.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match=r"a mapping at top level"):
         load_params(path)
+
+
+def test_a_variant_times_its_own_scenarios_with_the_headline_first():
+    raw = small_params()
+    raw["variants"]["ort-int8"]["benchmark"] = {"batch_sizes": [1]}
+    params = parse_params(raw)
+    assert params.scenarios("ort-int8") == [(1, 16)]
+    assert params.scenarios("ort-fp32") == [(1, 16), (2, 16)]
+    assert params.headline == (1, 16)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"batch_sizes": [2, 1]}, r"variants\.ort-int8\.benchmark\.batch_sizes = \[2, 1\].*starting with benchmark\.batch_sizes\[0\] = 1"),
+        ({"batch_size": [1]}, r"variants\.ort-int8\.benchmark\.batch_size.*did you mean 'batch_sizes'"),
+        ({"seq_lengths": []}, r"variants\.ort-int8\.benchmark\.seq_lengths = \[\].*non-empty list"),
+    ],
+)
+def test_a_bad_scenario_override_names_the_field(override, message):
+    raw = small_params()
+    raw["variants"]["ort-int8"]["benchmark"] = override
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)

@@ -7,8 +7,10 @@ before any work with the field named.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +80,24 @@ def test_repro_produces_the_report_with_every_variant(clone):
     assert "Traceback" not in html and "Error" not in json.dumps(json.loads((clone / "reports" / "report.ipynb").read_text())["cells"][-1].get("outputs", []))
 
 
+def test_repro_passes_the_default_policy_and_names_the_recommended_variant(clone):
+    decision = json.loads((clone / "metrics" / "decision.json").read_text())
+    summary = json.loads((clone / "metrics" / "summary.json").read_text())
+    recommended = summary["decision"]["recommended"]
+    assert decision["target_stage"] == "production" and recommended in VARIANTS and decision["recommended"] == recommended
+    assert summary["variants"][recommended]["verdicts"]["production"] in ("pass", "pass with warnings")
+    assert decision["verdict"]["pytorch-fp32"] == "fail"  # the baseline is not faster than itself
+    gates = json.loads((clone / "outputs" / "gates.json").read_text())
+    assert gates["policy"]["sha256"] == hashlib.sha256((clone / "policy.yaml").read_bytes()).hexdigest()
+    speedup = next(g for g in gates["variants"][recommended]["production"]["gates"] if g["gate"] == "speedup")
+    assert speedup["result"] == "pass" and speedup["value"] >= 2.0 and speedup["evidence"][0] == f"outputs/benchmark/{recommended}.json"
+    assert "gate" in yaml.safe_load((clone / "dvc.lock").read_text())["stages"]  # the gate stage ran and passed
+    done = run(["edgekit", "gate"], clone)
+    assert f"recommended: {recommended}" in done.stdout
+    card = (clone / "reports" / "model_card.html").read_text()
+    assert recommended in card and gates["policy"]["sha256"] in card and not REMOTE_ASSET.search(card)
+
+
 def test_every_variant_folder_has_a_manifest_that_verifies(clone):
     from edgekit.manifest import verify_manifest
 
@@ -99,9 +119,16 @@ def test_metrics_and_params_are_visible_to_dvc(clone):
 
 
 def test_experiment_with_a_changed_parameter(clone):
-    run(["dvc", "exp", "run", "-S", "variants.ort-int8.options.per_channel=false", "-n", "per-tensor"], clone)
+    run(["dvc", "exp", "run", "-S", "variants.ort-int8.options.per_channel=false", "-S", "policy.stage=staging",
+         "-S", "policy.yaml:stages.staging.speedup.min=1.1", "-n", "per-tensor"], clone)
     shown = run(["dvc", "exp", "show", "--json"], clone).stdout
     assert "per-tensor" in shown
+    # the gate results are experiment metrics: the staging verdicts of this experiment are in the table
+    table = run(["dvc", "exp", "show", "--csv", "--only-changed"], clone).stdout
+    header, *rows = table.splitlines()
+    assert "metrics/decision.json:target_stage" in header and "metrics/decision.json:verdict.ort-int8" in header
+    column = header.split(",").index("metrics/decision.json:target_stage")
+    assert any(row.split(",")[column] == "staging" for row in rows if "per-tensor" in row), table
 
 
 def test_bad_parameters_fail_before_any_work_naming_the_field(clone, tmp_path):
@@ -145,5 +172,38 @@ def test_dvc_plots_render_offline(clone, tmp_path):
 @pytest.mark.browser
 def test_report_html_renders_offline(clone, tmp_path):
     dom = headless_dom(clone / "reports" / "report.html", tmp_path)
-    assert dom.count("<img") >= 2 and "data:image/png;base64" in dom
-    assert "Speed against fidelity" in dom
+    # every plot is an inlined PNG: Pareto frontier, latency distributions, speed vs fidelity
+    images = re.findall(r"<img[^>]*>", dom)
+    assert len(images) >= 3 and all("data:image/png;base64," in tag for tag in images), images
+    for heading in ("Decision", "Gates with their evidence", "Pareto frontier", "Fairness", "Recommendation for this hardware",
+                    "Diagnosis", "Speed against fidelity"):
+        assert heading in dom, heading
+
+
+@pytest.mark.browser
+def test_model_card_html_renders_offline(clone, tmp_path):
+    dom = headless_dom(clone / "reports" / "model_card.html", tmp_path)
+    summary = json.loads((clone / "metrics" / "summary.json").read_text())
+    for heading in ("Identity", "Validation", "Gates for production", "Gates for staging", "Measurements", "Environment"):
+        assert heading in dom, heading
+    assert summary["variants"][summary["decision"]["recommended"]]["files_sha256"] in dom
+
+
+def test_a_policy_no_variant_can_meet_fails_the_pipeline_naming_the_failing_gates(clone):
+    lock = (clone / "dvc.lock").read_text()
+    policy = yaml.safe_load((clone / "policy.yaml").read_text())
+    policy["stages"]["production"]["speedup"]["min"] = 1000.0
+    (clone / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+    try:
+        done = run(["dvc", "repro"], clone, check=False)
+        output = done.stdout + done.stderr
+        assert done.returncode != 0
+        assert "no variant passes the blocking gates of stage 'production'" in output, output[-3000:]
+        for name in VARIANTS:
+            assert re.search(rf"{re.escape(name)}: .*speedup [\d.]+ < 1000", output), name
+        # the evidence is still rendered: the reports ran before the gate
+        assert "fail" in (clone / "reports" / "report.html").read_text()
+    finally:
+        run(["git", "checkout", "--", "policy.yaml"], clone)
+        (clone / "dvc.lock").write_text(lock)
+        run(["dvc", "checkout", "--force"], clone)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 KEEP_SAMPLES = 40
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "report_project"
-SKIPPED = {"variant": "ov-int8", "runtime": "openvino", "precision": "int8", "status": "skipped",
-           "reason": "openvino not installed", "install": 'pip install -c requirements/lock.txt -e ".[openvino]"'}
+SKIPPED = {"variant": "mlx-int8", "runtime": "mlx", "precision": "int8", "status": "skipped",
+           "reason": "mlx not installed", "install": 'pip install -c requirements/lock.txt -e ".[mlx]"'}
 
 
 def _dump(path: Path, payload) -> None:
@@ -32,10 +32,16 @@ def main(project: Path) -> None:
                 run["samples_ms"] = [round(x, 4) for x in run["samples_ms"][:KEEP_SAMPLES]]
         _dump(FIXTURE / "outputs/benchmark" / f"{name}.json", raw)
         _dump(FIXTURE / "metrics/benchmark" / f"{name}.json", json.loads((project / "metrics/benchmark" / f"{name}.json").read_text()))
-    summary["variants"][SKIPPED["variant"]] = SKIPPED
+    gates = json.loads((project / "outputs/gates.json").read_text())
+    stages = {stage: {"verdict": "not measured", "reason": SKIPPED["reason"], "gates": []}
+              for stage in next(iter(gates["variants"].values()))}
+    gates["variants"][SKIPPED["variant"]] = stages
+    _dump(FIXTURE / "outputs/gates.json", gates)
+    summary["variants"][SKIPPED["variant"]] = {**SKIPPED, "verdicts": {s: "not measured" for s in stages},
+                                               "target_stage": summary["decision"]["target_stage"]}
     _dump(FIXTURE / "metrics/summary.json", summary)
-    _dump(FIXTURE / "outputs/benchmark" / "ov-int8.json", {**SKIPPED, "scenarios": []})
-    _dump(FIXTURE / "metrics/benchmark" / "ov-int8.json", SKIPPED)
+    _dump(FIXTURE / "outputs/benchmark" / f"{SKIPPED['variant']}.json", {**SKIPPED, "scenarios": []})
+    _dump(FIXTURE / "metrics/benchmark" / f"{SKIPPED['variant']}.json", SKIPPED)
     print(f"wrote {FIXTURE}")
 
 

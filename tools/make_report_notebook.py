@@ -1,4 +1,4 @@
-"""Regenerate notebooks/report.ipynb from the cell sources below (keeps the notebook reviewable).
+"""Regenerate notebooks/report.ipynb and notebooks/model_card.ipynb from the cell sources below (reviewable diffs).
 
 Run: python tools/make_report_notebook.py
 """
@@ -46,6 +46,73 @@ if len(not_measured):
         f"- `{r.variant}`: **{r.status}** — {getattr(r, 'reason', None) or getattr(r, 'error', '')}" for r in not_measured.itertuples())))
 else:
     display(Markdown("All variants were measured."))"""),
+    ("md", "## Decision\nEvery variant against every gate of the policy, for each stage; a `block` gate that fails keeps the "
+           "variant out of the stage, a `warn` gate is reported only. A missing measurement fails its gate."),
+    ("code", """\
+decision, policy = results.decision, results.gates["policy"]
+stage = decision["target_stage"]
+display(Markdown(
+    f"**Policy** `{policy['name']}` version {policy['version']} (`{policy['file']}`, sha256 `{policy['sha256']}`) · "
+    f"**Target stage** {stage} · **Judged** {results.gates['validated_at']}\\n\\n"
+    f"**Recommended for {stage}:** `{decision['recommended'] or 'none'}` — {decision['reason']}"
+))
+results.verdict_table().style.hide(axis="index").format(precision=4, na_rep="")"""),
+    ("md", "### Gates with their evidence (target stage)\nValue, bound and result of every gate, and the DVC outputs the value was read from."),
+    ("code", """\
+evidence = pd.concat([results.gate_table(name).assign(variant=name) for name in results.measured], ignore_index=True)
+evidence = evidence[["variant", "gate", "value", "bound", "result", "action", "detail", "evidence"]]
+evidence.style.hide(axis="index").format(precision=4, na_rep="missing").map(
+    lambda v: "color: #b00020; font-weight: bold" if v == "fail" else "", subset=["result"])"""),
+    ("md", "## Pareto frontier\nA variant is on the frontier when no other is at least as good on latency, accuracy retention, "
+           "peak memory and size, and better on one. Marker area is proportional to peak RSS."),
+    ("code", """\
+measured = table[table["status"] == "ok"].copy()
+measured["on_front"] = [summary["variants"][v]["pareto"]["on_front"] for v in measured["variant"]]
+fig, ax = plt.subplots(figsize=(9, 6))
+for on_front, group in measured.groupby("on_front"):
+    ax.scatter(group["p50_ms"], group["retention"], s=group["peak_rss_mb"] / 2, alpha=0.6,
+               label="on the frontier" if on_front else "dominated", color="tab:green" if on_front else "tab:gray")
+front = measured[measured["on_front"]].sort_values("p50_ms")
+ax.plot(front["p50_ms"], front["retention"], color="tab:green", linewidth=1)
+for row in measured.itertuples():
+    ax.annotate(row.variant + (" ★" if row.variant == decision["recommended"] else ""), (row.p50_ms, row.retention),
+                textcoords="offset points", xytext=(6, 4), fontsize=8)
+ax.set_xscale("log")
+ax.set_xlabel(f"p50 latency at {headline} (ms, log scale)")
+ax.set_ylabel("accuracy retention (variant / baseline)")
+ax.legend()
+ax.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()"""),
+    ("md", "## Fairness\nThe counterfactual check runs on every variant's own embeddings; its definition:"),
+    ("code", """\
+fair = {n: summary["variants"][n]["fairness"] for n in results.measured if summary["variants"][n].get("fairness")}
+if fair:
+    first = next(iter(fair.values()))
+    display(Markdown(f"> {first['definition']}\\n\\nTolerance ±{first['tolerance']} cosine, {first['pairs']} pairs."))
+    rows = [{"variant": n, "score": f["score"], "within tolerance": f["within_tolerance"], "gap mean": f["gap_mean"],
+             "gap max": f["gap_max"], **{f"{a}": v["score"] for a, v in f["by_attribute"].items()}} for n, f in fair.items()]
+    display(pd.DataFrame(rows).style.hide(axis="index").format(precision=4))
+    worst = pd.DataFrame(fair[summary["baseline"]]["worst"]) if summary["baseline"] in fair else pd.DataFrame()
+    display(Markdown("Largest gaps of the baseline (the model itself, before any optimization):"))
+    display(worst.style.hide(axis="index").format(precision=4))
+else:
+    display(Markdown("No fairness results: run `dvc repro evaluate`."))"""),
+    ("md", "## Recommendation for this hardware\nFrom the environment fingerprint: the measured winner when the measurements "
+           "were made on this host, otherwise a documented prior by CPU vendor and ISA."),
+    ("code", """\
+from edgekit.decide.hardware import describe
+
+recommendation = summary["recommendation"]
+display(Markdown(f"**{describe(recommendation)}**"))
+prior = recommendation.get("prior") or recommendation
+display(Markdown(f"Prior for this CPU (rule `{prior['rule']}`): {prior['runtime']} {prior['precision']} — {prior['reason']}"))"""),
+    ("md", "## Diagnosis\nWhat limits each variant, from its roofline position, the fixed per-call cost across scenarios and "
+           "the measurement noise; with what to try next for that runtime."),
+    ("code", """\
+diagnosis = pd.DataFrame([{"variant": n, "class": d["class"], "evidence": d["evidence"], "what to try": " · ".join(d["hints"])}
+                          for n, d in summary["diagnosis"].items()])
+diagnosis.style.hide(axis="index").set_properties(subset=["evidence", "what to try"], **{"text-align": "left"})"""),
     ("md", "## Latency distributions\nEach point of a box is one timed call after warm-up, in a fresh process per variant."),
     ("code", """\
 scenarios = sorted(summary["variants"][summary["baseline"]]["p50_ms_by_scenario"],
@@ -56,9 +123,10 @@ fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, rows * (0.35 * len
 for ax in axes.flat[len(scenarios):]:
     ax.set_visible(False)
 for ax, scenario in zip(axes.flat, scenarios):
-    data = [results.latency_samples(v, scenario) for v in results.measured]
-    ax.boxplot(data, orientation="horizontal", showfliers=True, flierprops={"markersize": 2})
-    ax.set_yticks(range(1, len(results.measured) + 1), results.measured)
+    timed = [v for v in results.measured if scenario in results.scenarios_of(v)]
+    ax.boxplot([results.latency_samples(v, scenario) for v in timed], orientation="horizontal", showfliers=True,
+               flierprops={"markersize": 2})
+    ax.set_yticks(range(1, len(timed) + 1), timed)
     ax.set_xscale("log")
     ax.set_xlabel("latency per call (ms, log scale)")
     ax.set_title(f"scenario {scenario}")
@@ -109,9 +177,89 @@ settings.style.hide(axis="index")"""),
 ]
 
 
-def build() -> nbformat.NotebookNode:
+MODEL_CARD_CELLS = [
+    ("md", "# edgekit model card\nThe certification record of one variant: what it is, how it was judged and on what. "
+           "`dvc repro` renders it for the recommended variant; `edgekit model-card --variant NAME` for another."),
+    ("params", 'project_dir = "."  # the DVC project whose outputs this card certifies\n'
+               'variant = ""  # the variant to certify (empty: the one recommended for the target stage)'),
+    ("code", """\
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from edgekit.results import load_results
+
+results = load_results(Path(project_dir))
+summary, env, baseline, gates = results.summary, results.environment, results.baseline, results.gates
+decision = summary["decision"]
+# With nothing recommended, the card shows the best-scoring variant, marked as not certified for the stage.
+scores = {n: r["preference_score"] for n, r in summary["variants"].items() if r["status"] == "ok"}
+name = variant or decision["recommended"] or max(scores, key=scores.get)
+if name not in summary["variants"]:
+    raise ValueError(f"variant {name!r} is not in this project; known: {', '.join(summary['variants'])}")
+row, verdicts = summary["variants"][name], gates["variants"][name]
+status = " · ".join(f"**{stage}: {v['verdict']}**" for stage, v in verdicts.items())
+banner = "" if verdicts[decision["target_stage"]]["verdict"].startswith("pass") else \\
+    f"\\n\\n> **Not certified for {decision['target_stage']}**: it fails {', '.join(verdicts[decision['target_stage']].get('failed_blocking', []))}."
+display(Markdown(f"## `{name}`\\n{status}{banner}"))"""),
+    ("md", "## Identity"),
+    ("code", """\
+identity = {
+    "variant": name, "runtime": row.get("runtime"), "precision": row.get("precision"),
+    "model files sha256": row.get("files_sha256", "n/a"),
+    "source model": f"{baseline['source']} ({baseline['model_type']}, {baseline['parameters']:,} parameters)",
+    "source model sha256 (as normalized by the baseline stage)": baseline["model_sha256"],
+    "size on disk (MiB)": row.get("size_mb"),
+}
+pd.DataFrame(identity.items(), columns=["field", "value"]).style.hide(axis="index")"""),
+    ("md", "## Validation"),
+    ("code", """\
+policy = gates["policy"]
+display(Markdown(
+    f"**Judged** {gates['validated_at']} against policy `{policy['name']}` version {policy['version']} "
+    f"(`{policy['file']}`, sha256 `{policy['sha256']}`) at scenario `{gates['headline_scenario']}` "
+    f"(batch size, sequence length), baseline `{gates['baseline']}`."
+))
+if row["status"] != "ok":
+    display(Markdown(f"Not measured: {verdicts[next(iter(verdicts))].get('reason')}"))"""),
+    ("code", """\
+for stage in verdicts:
+    display(Markdown(f"### Gates for {stage}: {verdicts[stage]['verdict']}"))
+    display(results.gate_table(name, stage).style.hide(axis="index").format(precision=4, na_rep="missing"))"""),
+    ("md", "## Measurements"),
+    ("code", """\
+if row["status"] == "ok":
+    low, high = row["speedup_ci95"]
+    facts = {
+        "p50 latency (ms)": row["p50_ms"], "p99 latency (ms)": row["p99_ms"],
+        "speed-up vs baseline (95% CI)": f"{row['speedup']}× ({low}–{high})",
+        "peak RSS (MB)": row["peak_rss_mb"], "memory reduction (range over repeats)": str(row["memory_reduction_range"]),
+        "task metric (Spearman ×100)": row["spearman"], "retention": row["retention"],
+        "cosine to the baseline (mean / min)": f"{row['cosine_mean']} / {row['cosine_min']}",
+        "fairness score": row.get("fairness_score"), "on the Pareto frontier": row["pareto"]["on_front"],
+        "diagnosis": summary["diagnosis"].get(name, {}).get("class"),
+        "unstable scenarios": ", ".join(row["unstable_scenarios"]) or "none",
+    }
+    display(pd.DataFrame(facts.items(), columns=["measure", "value"]).style.hide(axis="index"))"""),
+    ("md", "## Environment\nThe machine and software the evidence was measured on."),
+    ("code", """\
+cpu = env["cpu"]
+environment = {
+    "CPU": f"{cpu['model']} ({cpu['vendor']}, {cpu['architecture']}), {cpu['physical_cores']} physical cores",
+    "ISA": " ".join(cpu["isa"]), "accelerators": ", ".join(env["accelerators"]) or "none",
+    "OS": f"{env['os']['system']} {env['os']['release']} ({env['os'].get('libc')})",
+    "Python": env["python"]["version"], "dependency lock sha256": env["lock_sha256"],
+    "threads": summary["threads"],
+    **{f"package {k}": v for k, v in env["packages"].items() if v},
+}
+pd.DataFrame(environment.items(), columns=["field", "value"]).style.hide(axis="index")"""),
+]
+
+
+def build(cells=CELLS, mock_parameters=None) -> nbformat.NotebookNode:
     notebook = new_notebook()
-    for kind, source in CELLS:
+    for kind, source in cells:
         if kind == "md":
             notebook.cells.append(new_markdown_cell(source))
             continue
@@ -119,7 +267,7 @@ def build() -> nbformat.NotebookNode:
         if kind == "params":
             cell.metadata["tags"] = ["parameters"]
             # nbmake runs the notebook from notebooks/ on a small fixture project.
-            cell.metadata["nbmake"] = {"mock": {"project_dir": "../tests/fixtures/report_project"}}
+            cell.metadata["nbmake"] = {"mock": {"project_dir": "../tests/fixtures/report_project", **(mock_parameters or {})}}
         notebook.cells.append(cell)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.metadata["language_info"] = {"name": "python"}
@@ -129,6 +277,7 @@ def build() -> nbformat.NotebookNode:
 
 
 if __name__ == "__main__":
-    path = Path(__file__).resolve().parent.parent / "notebooks" / "report.ipynb"
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+    folder = Path(__file__).resolve().parent.parent / "notebooks"
+    for path, notebook in ((folder / "report.ipynb", build()), (folder / "model_card.ipynb", build(MODEL_CARD_CELLS, {"variant": ""}))):
+        nbformat.write(notebook, path)
+        print(f"wrote {path}")

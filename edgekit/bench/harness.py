@@ -35,10 +35,6 @@ def scenario_key(batch_size: int, seq_length: int) -> str:
     return f"b{batch_size}_s{seq_length}"
 
 
-def scenarios(bench: BenchmarkParams) -> list[tuple[int, int]]:
-    return [(b, s) for b in bench.batch_sizes for s in bench.seq_lengths]
-
-
 def scenario_request(params: Params, manifest: dict, folder: Path, texts: Path, batch_size: int, seq_length: int) -> dict[str, Any]:
     b = params.benchmark
     return {
@@ -97,7 +93,7 @@ def benchmark_variant(params: Params, layout: Layout, name: str, progress: Progr
     raw: list[dict[str, Any]] = []
     if manifest["status"] == "ok":
         verify_manifest(folder)
-        raw = _measure(params, layout, manifest, folder, progress)
+        raw = _measure(params, layout, manifest, folder, progress, name)
         failed = next((r for s in raw for r in s["runs"] if r["status"] != "ok"), None)
         if failed:
             record.update({k: failed[k] for k in ("status", "error", "stderr") if k in failed})
@@ -108,12 +104,13 @@ def benchmark_variant(params: Params, layout: Layout, name: str, progress: Progr
     return metrics
 
 
-def _measure(params: Params, layout: Layout, manifest: dict, folder: Path, progress: Progress | None) -> list[dict[str, Any]]:
+def _measure(params: Params, layout: Layout, manifest: dict, folder: Path, progress: Progress | None,
+             name: str) -> list[dict[str, Any]]:
     results = []
     with tempfile.TemporaryDirectory(prefix="edgekit-texts-") as scratch:
         texts = Path(scratch) / "texts.json"
         texts.write_text(json.dumps(unique_sentences(load_eval_pairs(layout))))
-        for batch_size, seq_length in scenarios(params.benchmark):
+        for batch_size, seq_length in params.scenarios(name):
             request = scenario_request(params, manifest, folder, texts, batch_size, seq_length)
             runs = measure_scenario(request, params.benchmark, params.threads, progress)
             results.append({"batch_size": batch_size, "seq_length": seq_length, "runs": runs})
@@ -164,7 +161,7 @@ def _energy_per_item(runs: list[dict[str, Any]], batch_size: int) -> float | str
 
 def _metrics(raw: list[dict[str, Any]], manifest: dict[str, Any], params: Params) -> dict[str, Any]:
     per_scenario = {scenario_key(s["batch_size"], s["seq_length"]): _scenario_metrics(s, params.seed) for s in raw}
-    headline = per_scenario[scenario_key(*scenarios(params.benchmark)[0])]
+    headline = per_scenario[scenario_key(*params.headline)]
     first_run = raw[0]["runs"][0]
     return {
         "load_s": headline["load_s"],

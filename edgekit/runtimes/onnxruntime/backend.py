@@ -120,4 +120,28 @@ class OnnxRuntimeBackend(Backend):
             "allow_spinning": self.options.allow_spinning,
             "execution_mode": "sequential",
             "onnxruntime": ort.__version__,
+            # onnxruntime does not report which MLAS kernels it dispatched to, so this is inferred (and says so).
+            "mlas_isa_path": mlas_isa_path(),
         }
+
+
+# MLAS picks its GEMM kernels from cpuid at start-up, best first (onnxruntime/core/mlas/lib/platform.cpp).
+_MLAS_DISPATCH = (
+    ("amx_int8", "AMX (int8 GEMM), AVX512 for the rest"),
+    ("avx512_vnni", "AVX512-VNNI (int8 GEMM), AVX512F (fp32 GEMM)"),
+    ("avx_vnni", "AVX-VNNI (int8 GEMM), AVX2/FMA (fp32 GEMM)"),
+    ("avx512bw", "AVX512 core (int8 and fp32 GEMM)"),
+    ("avx2", "AVX2/FMA"),
+    ("asimddp", "NEON with dot product (int8 GEMM)"),
+    ("asimd", "NEON"),
+)
+
+
+def mlas_isa_path() -> dict[str, str]:
+    """The MLAS kernel family this CPU gets, inferred from its flags in MLAS's own dispatch order."""
+    from edgekit.environment import cpu
+
+    flags = set(cpu()["isa"])
+    path = next((name for flag, name in _MLAS_DISPATCH if flag in flags), "SSE (baseline x86 kernels)")
+    return {"value": path, "source": "inferred from /proc/cpuinfo flags in MLAS's dispatch order; not reported by onnxruntime"}
+
