@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import make_project, small_params
+from conftest import REPO, make_project, small_params
 from edgekit.runtimes import runtime_names
 
 
@@ -139,3 +140,53 @@ def test_usage_errors_are_short_and_exit_2(tmp_path, args, pattern):
     assert "Traceback" not in result.stderr
     assert re.search(pattern, result.stderr)
     assert result.returncode == 2
+
+
+FIXTURE = REPO / "tests" / "fixtures" / "report_project"
+
+
+def test_doctor_names_the_runtime_to_use_here(tmp_path):
+    result = edgekit("doctor", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "recommended here:" in result.stdout
+    prior = json.loads(edgekit("doctor", "--json", cwd=tmp_path).stdout)["recommendation"]
+    assert prior["source"] == "prior" and prior["runtime"] in runtime_names()
+    # with a project measured on some host: this host's measurements are used, another host's are not
+    measured = json.loads(edgekit("doctor", "--json", "-C", str(FIXTURE), cwd=tmp_path).stdout)
+    summary = json.loads((FIXTURE / "metrics" / "summary.json").read_text())
+    if measured["cpu"]["model"] == summary["host"]["cpu_model"] and measured["cpu"]["vendor"] == summary["host"]["vendor"]:
+        assert measured["recommendation"]["variant"] == summary["decision"]["recommended"]
+    else:
+        assert measured["recommendation"]["source"] == "prior" and summary["host"]["cpu_model"] in measured["recommendation"]["note"]
+
+
+def test_gate_names_the_passing_variants_and_fails_when_none_pass(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(FIXTURE, project)
+    (project / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    summary = json.loads((project / "metrics" / "summary.json").read_text())
+    done = edgekit("gate", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert f"recommended: {summary['decision']['recommended']}" in done.stdout
+    gates = json.loads((project / "outputs" / "gates.json").read_text())
+    for stages in gates["variants"].values():
+        for gate in stages["production"]["gates"]:
+            if gate["gate"] == "speedup":
+                gate.update(threshold=1000.0, result="fail")
+        if stages["production"]["verdict"] != "not measured":
+            stages["production"]["verdict"] = "fail"
+    (project / "outputs" / "gates.json").write_text(json.dumps(gates))
+    done = edgekit("gate", cwd=project)
+    assert done.returncode == 1
+    assert "no variant passes the blocking gates of stage 'production'" in done.stderr
+    assert re.search(r"ort-int8: [^\n]*speedup [\d.]+ < 1000", done.stderr), done.stderr
+    assert "mlx-int8: not measured (mlx not installed)" in done.stderr
+    done = edgekit("gate", "--stage", "canary", cwd=project)
+    assert done.returncode == 1 and "no gates for stage 'canary'" in done.stderr
+
+
+def test_gates_lists_every_gate():
+    done = edgekit("gates", cwd=REPO)
+    assert done.returncode == 0
+    for name in ("accuracy_retention", "speedup", "memory_reduction", "fairness", "latency_p99_ms"):
+        assert name in done.stdout
