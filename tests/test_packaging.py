@@ -145,13 +145,14 @@ def dvc_stages(repo) -> dict:
 
 def test_dvc_has_every_stage(repo):
     stages = dvc_stages(repo)
-    assert list(stages) == ["environment", "calibrate", "data", "baseline", "optimize", "benchmark", "evaluate", "select", "report"]
+    assert list(stages) == ["environment", "calibrate", "data", "baseline", "optimize", "benchmark", "evaluate", "select", "report",
+                            "model_card", "gate"]
     for name in ("optimize", "benchmark", "evaluate"):
         assert stages[name]["foreach"] == "${variants}", name
         assert "${key}" in stages[name]["do"]["cmd"]
     for name, stage in stages.items():
         body = stage.get("do", stage)
-        assert body["cmd"].startswith(f"edgekit {name}"), name
+        assert body["cmd"].startswith(f"edgekit {name.replace('_', '-')}"), name
 
 
 def _paths(body: dict, keys: tuple[str, ...], variants: list[str]) -> set[str]:
@@ -184,5 +185,8 @@ def test_every_dvc_param_section_exists(repo):
     for name, stage in dvc_stages(repo).items():
         body = stage.get("do", stage)
         for entry in body.get("params", []):
+            if isinstance(entry, dict):  # a whole other params file, e.g. `policy.yaml:`
+                assert all((repo / file).is_file() for file in entry), f"{name}: params file {entry} is missing"
+                continue
             head = entry.split(".")[0]
             assert head in params, f"{name}: param {entry!r} is not in params.yaml"
