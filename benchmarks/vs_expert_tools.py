@@ -5,8 +5,11 @@
 - ONNX Runtime variants: edgekit's harness vs a minimal hand-written loop over an InferenceSession
   with the same session options.
 Each pair alternates (A B A B ...) in fresh processes so drift hits both. Target: edgekit / expert ≤ 1.05.
+The ratio of the two medians is the figure; a bootstrap 95% CI of the median paired ratio says whether
+the rounds settle it (PASS / FAIL) or not (INCONCLUSIVE), and rounds where other processes took CPU
+time are marked busy.
 
-Run after `dvc repro`:  python benchmarks/vs_expert_tools.py [--rounds 3] [--variants ort-fp32 ort-int8 ov-fp32 ...]
+Run after `dvc repro`:  python benchmarks/vs_expert_tools.py [--rounds 5] [--variants ort-fp32 ort-int8 ov-fp32 ...]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -21,7 +25,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgekit.bench.harness import run_worker, scenario_request
+import numpy as np
+
+from edgekit.bench import system
+from edgekit.bench.harness import canary_reference, run_worker, scenario_request
+from edgekit.bench.stats import median_ci
 from edgekit.data import load_eval_pairs, unique_sentences
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest
@@ -47,14 +55,41 @@ print(statistics.median(t))
 """
 
 
-def edgekit_median(params, layout, name: str, texts: Path) -> float:
+def edgekit_median(params, layout, name: str, texts: Path) -> tuple[float, bool]:
     folder = layout.variant_dir(name)
-    request = scenario_request(params, read_manifest(folder), folder, texts, BATCH, SEQ)
+    request = scenario_request(params, read_manifest(folder), folder, texts, BATCH, SEQ, canary_reference(layout))
     request.update(min_seconds=SECONDS, max_seconds=SECONDS, min_iterations=20, target_ci_half_width=1e-6)
     result = run_worker(request, params.threads, timeout=600)
     if result["status"] != "ok":
         raise SystemExit(f"edgekit run of {name} failed: {result.get('error')}")
-    return statistics.median(result["samples_ms"])
+    return statistics.median(result["samples_ms"]), result["noise"]["busy"]
+
+
+def watched(params, reference: float | None, tool, *args):
+    """Run ``tool(*args)`` (a subprocess); return its value and whether the machine was busy meanwhile."""
+    speed_before = system.cpu_slowdown(reference)
+    before, children_before = system.snapshot(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    value = tool(*args)
+    after, children_after = system.snapshot(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    slowdowns = [s["cpu_slowdown"] for s in (speed_before, system.cpu_slowdown(reference)) if s["cpu_slowdown"]]
+    # the tool is our child: its CPU time is ours, as the worker counts its own threads
+    children_s = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+    after["own_cpu_s"] += children_s
+    bench = params.benchmark
+    noise = system.compare(before, after, bench.busy_foreign_load, bench.busy_steal_share,
+                           max(slowdowns, default=None), bench.busy_cpu_slowdown)
+    return value, noise["busy"]
+
+
+def verdict(paired: list[float], ratio: float, target: float = 1.05) -> str:
+    if len(paired) < 5:
+        return f"{'PASS' if ratio <= target else 'FAIL'} (point estimate only: {len(paired)} rounds are too few for a CI, use 5 or more)"
+    low, high = median_ci(np.asarray(paired), confidence=0.95, seed=0)
+    if ratio <= target:
+        return f"PASS (paired-ratio 95% CI {low:.3f}..{high:.3f})"
+    if low > target:
+        return f"FAIL (paired-ratio 95% CI {low:.3f}..{high:.3f} is above {target})"
+    return f"INCONCLUSIVE (paired-ratio 95% CI {low:.3f}..{high:.3f} straddles {target}: more rounds on an idle machine)"
 
 
 def hand_loop_median(model: Path, threads: int) -> float:
@@ -94,7 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path("."))
     parser.add_argument("--variants", nargs="+", default=["ort-fp32", "ort-int8", "ov-fp32", "ov-int8-weights", "ov-int8"])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     params, layout = load_params(args.project / "params.yaml"), Layout(args.project)
     with tempfile.TemporaryDirectory() as scratch:
@@ -103,19 +138,22 @@ def main() -> None:
         for name in args.variants:
             folder = layout.variant_dir(name)
             manifest = read_manifest(folder)
-            ours, theirs, tool = [], [], ""
+            ours, theirs, busy, tool = [], [], [], ""
+            reference = canary_reference(layout)
             for _ in range(args.rounds):
-                ours.append(edgekit_median(params, layout, name, texts))
-                tool, median = expert_median(manifest, folder, params.threads)
-                theirs.append(median)
+                median, ours_busy = edgekit_median(params, layout, name, texts)
+                (tool, their_median), their_busy = watched(params, reference, expert_median, manifest, folder, params.threads)
+                ours.append(median)
+                theirs.append(their_median)
+                busy.append(ours_busy or their_busy)
             ratio = statistics.median(ours) / statistics.median(theirs)
             # Each process lands on its own point of this machine's between-process spread, so the rounds are shown too.
-            paired = sorted(a / b for a, b in zip(ours, theirs, strict=True))
+            paired = [a / b for a, b in zip(ours, theirs, strict=True)]
             print(f"{name}: edgekit {statistics.median(ours):.4f} ms vs {tool} {statistics.median(theirs):.4f} ms "
-                  f"(medians of {args.rounds} alternating rounds) ratio {ratio:.3f} (target ≤ 1.05): {'PASS' if ratio <= 1.05 else 'FAIL'}")
+                  f"(medians of {args.rounds} alternating rounds) ratio {ratio:.3f} (target ≤ 1.05): {verdict(paired, ratio)}")
             print(f"  per round, edgekit ms {[round(x, 3) for x in ours]}, {tool} ms {[round(x, 3) for x in theirs]}, "
-                  f"paired ratios {paired[0]:.3f}..{paired[-1]:.3f}")
-
+                  f"paired ratios {[round(x, 3) for x in paired]}"
+                  + (f"; busy rounds (other processes took CPU, or a CPU ran slow): {[i + 1 for i, b in enumerate(busy) if b]}" if any(busy) else ""))
 
 if __name__ == "__main__":
     main()

@@ -170,6 +170,10 @@ class BenchmarkParams:
     repeats: int = 2
     unstable_retries: int = 1
     timeout_seconds: float = 900.0
+    busy_foreign_load: float = 0.25
+    busy_steal_share: float = 0.05
+    busy_cpu_slowdown: float = 1.3
+    max_process_spread: float = 0.10
 
     @classmethod
     def parse(cls, raw: Any) -> BenchmarkParams:
@@ -186,6 +190,10 @@ class BenchmarkParams:
             _typed(raw, "repeats", int, d.repeats, "benchmark"),
             _typed(raw, "unstable_retries", int, d.unstable_retries, "benchmark"),
             float(_typed(raw, "timeout_seconds", (int, float), d.timeout_seconds, "benchmark")),
+            _number(raw, "busy_foreign_load", d.busy_foreign_load, "benchmark"),
+            _number(raw, "busy_steal_share", d.busy_steal_share, "benchmark"),
+            _number(raw, "busy_cpu_slowdown", d.busy_cpu_slowdown, "benchmark"),
+            _number(raw, "max_process_spread", d.max_process_spread, "benchmark"),
         )
         if params.warmup_iterations < 0:
             raise ConfigError("benchmark.warmup_iterations", params.warmup_iterations, "0 or more")
@@ -198,6 +206,15 @@ class BenchmarkParams:
             raise ConfigError("benchmark.repeats", params.repeats, "at least 1 process per scenario (and unstable_retries ≥ 0)")
         if params.max_seconds < params.min_seconds:
             raise ConfigError("benchmark.max_seconds", params.max_seconds, f"at least min_seconds ({params.min_seconds})")
+        if params.busy_foreign_load < 0:
+            raise ConfigError("benchmark.busy_foreign_load", params.busy_foreign_load,
+                              "0 or more cores of other processes' CPU use, e.g. 0.25")
+        if params.busy_cpu_slowdown <= 1:
+            raise ConfigError("benchmark.busy_cpu_slowdown", params.busy_cpu_slowdown,
+                              "a factor above 1 (canary time over the calibrated best), e.g. 1.3")
+        for name in ("busy_steal_share", "max_process_spread"):
+            if not 0 < getattr(params, name) < 1:
+                raise ConfigError(f"benchmark.{name}", getattr(params, name), "a fraction between 0 and 1, e.g. 0.05 or 0.10")
         return params
 
 

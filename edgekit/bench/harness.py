@@ -1,9 +1,12 @@
 """The ``benchmark`` stage: every scenario of a variant, each repeat in its own fresh process.
 
 Per scenario (batch size × sequence length) the worker runs ``repeats`` times, each in a new
-interpreter; a repeat measured on a busy machine, or that did not converge, is retried up to
-``unstable_retries`` times and otherwise kept and flagged — never silently used. Percentiles pool
-the samples of all repeats; the spread between the repeats' medians is reported next to them.
+interpreter. A repeat measured on a busy machine (other processes used more than
+``busy_foreign_load`` cores meanwhile, or the hypervisor stole more than ``busy_steal_share``) is
+retried up to ``unstable_retries`` times and otherwise kept and flagged — never silently used; so is
+one that did not converge, and a scenario whose repeats' medians differ by more than
+``max_process_spread``. Percentiles pool the samples of all repeats; the spread between the
+repeats' medians is reported next to them.
 
 Example:
     >>> benchmark_variant(params, Layout(Path(".")), "ort-int8")["scenarios"]["b1_s32"]["p50_ms"]
@@ -35,15 +38,25 @@ def scenario_key(batch_size: int, seq_length: int) -> str:
     return f"b{batch_size}_s{seq_length}"
 
 
-def scenario_request(params: Params, manifest: dict, folder: Path, texts: Path, batch_size: int, seq_length: int) -> dict[str, Any]:
+def scenario_request(params: Params, manifest: dict, folder: Path, texts: Path, batch_size: int, seq_length: int,
+                     canary_reference: float | None = None) -> dict[str, Any]:
+    """What the worker needs to time one scenario; ``canary_reference`` is the calibrated CPU canary (ms)."""
     b = params.benchmark
     return {
         "runtime": manifest["runtime"], "precision": manifest["precision"], "options": manifest["options"],
         "variant_dir": str(folder.resolve()), "threads": params.threads, "texts": str(texts),
         "batch_size": batch_size, "seq_length": seq_length, "warmup_iterations": b.warmup_iterations,
         "min_iterations": b.min_iterations, "min_seconds": b.min_seconds, "max_seconds": b.max_seconds,
-        "target_ci_half_width": b.target_ci_half_width,
+        "target_ci_half_width": b.target_ci_half_width, "busy_foreign_load": b.busy_foreign_load,
+        "busy_steal_share": b.busy_steal_share, "busy_cpu_slowdown": b.busy_cpu_slowdown,
+        "canary_reference_ms": canary_reference,
     }
+
+
+def canary_reference(layout: Layout) -> float | None:
+    """The calibrated CPU canary time from outputs/roofline.json; None before ``edgekit calibrate`` ran."""
+    path = layout.roofline
+    return read_json(path).get("cpu_canary_ms") if path.exists() else None
 
 
 def run_worker(request: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
@@ -111,7 +124,7 @@ def _measure(params: Params, layout: Layout, manifest: dict, folder: Path, progr
         texts = Path(scratch) / "texts.json"
         texts.write_text(json.dumps(unique_sentences(load_eval_pairs(layout))))
         for batch_size, seq_length in params.scenarios(name):
-            request = scenario_request(params, manifest, folder, texts, batch_size, seq_length)
+            request = scenario_request(params, manifest, folder, texts, batch_size, seq_length, canary_reference(layout))
             runs = measure_scenario(request, params.benchmark, params.threads, progress)
             results.append({"batch_size": batch_size, "seq_length": seq_length, "runs": runs})
             if runs[-1]["status"] != "ok":
@@ -119,16 +132,20 @@ def _measure(params: Params, layout: Layout, manifest: dict, folder: Path, progr
     return results
 
 
-def _scenario_metrics(scenario: dict[str, Any], seed: int) -> dict[str, Any]:
+def _scenario_metrics(scenario: dict[str, Any], seed: int, max_spread: float) -> dict[str, Any]:
     runs = scenario["runs"]
     pooled = [x for r in runs for x in r["samples_ms"]]
     medians = [statistics.median(r["samples_ms"]) for r in runs]
+    spread = (max(medians) - min(medians)) / statistics.median(medians)
     reasons = sorted({reason for r in runs for reason in _instability(r)})
+    if spread > max_spread:
+        reasons.append(f"repeats disagree: medians {min(medians):.3f}..{max(medians):.3f} ms, spread {spread:.1%} "
+                       f"> benchmark.max_process_spread {max_spread:.0%}")
     return {
         **summarize(pooled, scenario["batch_size"], scenario["seq_length"], seed=seed),
         "repeats": len(runs),
         "process_p50_ms": [round(m, 4) for m in medians],
-        "between_process_spread": round((max(medians) - min(medians)) / statistics.median(medians), 4),
+        "between_process_spread": round(spread, 4),
         "first_ms": round(statistics.median(r["first_ms"] for r in runs), 4),
         "load_s": round(statistics.median(r["load_s"] for r in runs), 4),
         "peak_rss_mb": round(max(r["peak_rss_bytes"] for r in runs) / 2**20, 2),
@@ -137,8 +154,9 @@ def _scenario_metrics(scenario: dict[str, Any], seed: int) -> dict[str, Any]:
         "converged": all(r["converged"] for r in runs),
         "unstable": bool(reasons),
         "unstable_reasons": reasons,
-        "foreign_load_max": max(r["noise"]["foreign_load"] for r in runs),
+        "foreign_load_max": max((r["noise"]["foreign_load"] or 0.0) for r in runs),
         "steal_share_max": max((r["noise"]["steal_share"] or 0.0) for r in runs),
+        "cpu_slowdown_max": max((r["noise"].get("cpu_slowdown") or 0.0 for r in runs), default=None) or None,
         "energy_j_per_item": _energy_per_item(runs, scenario["batch_size"]),
     }
 
@@ -146,7 +164,9 @@ def _scenario_metrics(scenario: dict[str, Any], seed: int) -> dict[str, Any]:
 def _instability(run: dict[str, Any]) -> list[str]:
     reasons = []
     if run["noise"]["busy"]:
-        reasons.append(f"busy machine (foreign load {run['noise']['foreign_load']}, steal {run['noise']['steal_share']})")
+        noise = run["noise"]
+        reasons.append(f"busy machine (foreign load {noise['foreign_load']} cores, steal {noise['steal_share']}, "
+                       f"CPU slowdown {noise.get('cpu_slowdown')})")
     if not run["converged"]:
         reasons.append("median CI did not reach the target within benchmark.max_seconds")
     return reasons
@@ -160,7 +180,8 @@ def _energy_per_item(runs: list[dict[str, Any]], batch_size: int) -> float | str
 
 
 def _metrics(raw: list[dict[str, Any]], manifest: dict[str, Any], params: Params) -> dict[str, Any]:
-    per_scenario = {scenario_key(s["batch_size"], s["seq_length"]): _scenario_metrics(s, params.seed) for s in raw}
+    per_scenario = {scenario_key(s["batch_size"], s["seq_length"]): _scenario_metrics(s, params.seed, params.benchmark.max_process_spread)
+                    for s in raw}
     headline = per_scenario[scenario_key(*params.headline)]
     first_run = raw[0]["runs"][0]
     return {

@@ -3,7 +3,8 @@ variant's achieved throughput against the roofline bound.
 
 The calibration uses numpy's BLAS for fp32 GEMM and ONNX Runtime's MatMulInteger for int8 (the
 kernel dynamic int8 models run); both at the pipeline's thread count. Energy comes from RAPL
-(powercap) when the machine exposes it, and is "n/a" otherwise — never an estimate.
+(powercap) when the machine exposes it, and is "n/a" otherwise — never an estimate. The CPU canary's
+best time is the reference the benchmark worker checks each CPU's speed against.
 
 Example:
     >>> peaks = calibrate(threads=2)
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgekit.bench.system import CANARY_LOOP, canary_reference_ms
 
 GEMM_SIZE = 1024
 BANDWIDTH_BYTES = 256 * 2**20
@@ -92,7 +95,9 @@ def calibrate(threads: int) -> dict[str, Any]:
         "int8_gemm_gops": None if int8 is None else round(int8, 2),
         "memory_bandwidth_gbs": round(memory_bandwidth_gbs(), 2),
         "energy": "rapl" if energy_counter_uj() is not None else "n/a",
-        "method": "best of repeated runs: numpy matmul (fp32), onnxruntime MatMulInteger (int8), np.copyto (2 x bytes)",
+        "cpu_canary_ms": canary_reference_ms(),
+        "method": "best of repeated runs: numpy matmul (fp32), onnxruntime MatMulInteger (int8), np.copyto (2 x bytes); "
+                  f"CPU canary: a {CANARY_LOOP}-step Python loop pinned to each CPU in turn, best over 3 s",
     }
 
 

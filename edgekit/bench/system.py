@@ -2,13 +2,17 @@
 
 On shared 2-core machines a busy neighbour changes a result by 2× or more, so every timed run
 carries a snapshot from before and after it, and a run measured on a busy machine is flagged.
+Other processes on this machine show as foreign CPU time. A neighbour outside it (another VM on
+the same host, or on the other hyperthread of our core) shows as CPU steal only where the hypervisor
+reports it, so each CPU's speed is also checked against the calibrated best with a fixed canary loop.
 
 Example:
+    >>> reference = canary_reference_ms()          # once per machine (``edgekit calibrate`` stores it)
     >>> before = snapshot()
     >>> ...  # time something
-    >>> noise = compare(before, snapshot(), cores=2)
-    >>> noise["busy"]
-    False
+    >>> noise = compare(before, snapshot(), cpu_slowdown=cpu_slowdown(reference)["cpu_slowdown"])
+    >>> noise["foreign_load"], noise["busy"]   # cores other processes used meanwhile
+    (0.02, False)
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 def _cpu_times() -> list[int]:
-    """The aggregate ``cpu`` line of /proc/stat (user nice system idle iowait irq softirq steal ...)."""
+    """The aggregate ``cpu`` line of /proc/stat in clock ticks (user nice system idle iowait irq softirq steal ...)."""
     try:
         with open("/proc/stat") as handle:
             return [int(v) for v in handle.readline().split()[1:]]
@@ -32,34 +36,108 @@ def _cpu_times() -> list[int]:
 
 
 def snapshot() -> dict[str, Any]:
-    """Load averages and cumulative CPU times now."""
+    """Load average, the machine's cumulative CPU times, and this process's own CPU time (all threads), now."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    return {"monotonic": time.monotonic(), "loadavg_1m": load[0], "cpu_times": _cpu_times()}
+    return {"monotonic": time.monotonic(), "loadavg_1m": load[0], "cpu_times": _cpu_times(),
+            "own_cpu_s": time.process_time()}
 
 
-def compare(before: dict[str, Any], after: dict[str, Any], cores: int, own_cores: float = 0.0) -> dict[str, Any]:
-    """Steal and foreign load between two snapshots, and whether the machine counts as busy.
+def compare(before: dict[str, Any], after: dict[str, Any], busy_foreign_load: float = 0.25,
+            busy_steal_share: float = 0.05, cpu_slowdown: float | None = None,
+            busy_cpu_slowdown: float = 1.3) -> dict[str, Any]:
+    """What other processes and the hypervisor took while we measured, and whether that makes the run busy.
+
+    ``foreign_load`` is the CPU time every other process used between the snapshots, in cores: the
+    machine's busy ticks from /proc/stat minus this process's own CPU time, over the wall time. The
+    1-minute load average is kept as data only: it lags by a minute and once read 0.0–0.8 while a test
+    run beside the PyTorch baseline made it 40× slower.
 
     Args:
-        before, after: from ``snapshot``.
-        cores: logical cores of the machine.
-        own_cores: how many cores the measured work itself kept busy (its threads).
+        before, after: from ``snapshot`` in the measuring process.
+        busy_foreign_load: more foreign cores than this makes the run busy.
+        busy_steal_share: a larger share of CPU time stolen by the hypervisor makes the run busy.
+        cpu_slowdown: from ``cpu_slowdown`` around the run (the worse of before and after), if measured.
+        busy_cpu_slowdown: a CPU this much slower than calibrated makes the run busy.
     """
-    steal_share = None
-    if before["cpu_times"] and after["cpu_times"] and len(before["cpu_times"]) > 7:
+    wall_s = max(after["monotonic"] - before["monotonic"], 1e-9)
+    own_s = after["own_cpu_s"] - before["own_cpu_s"]
+    foreign_load = steal_share = None
+    if len(before["cpu_times"]) > 7 and len(after["cpu_times"]) == len(before["cpu_times"]):
         delta = [a - b for a, b in zip(after["cpu_times"], before["cpu_times"], strict=True)]
-        total = sum(delta[:8]) or 1
-        steal_share = delta[7] / total
-    # The 1-minute load average includes our own threads; what is left is someone else's work.
-    foreign_load = max(0.0, max(before["loadavg_1m"], after["loadavg_1m"]) - own_cores)
-    busy = foreign_load > 0.5 * cores or (steal_share is not None and steal_share > 0.05)
+        user, nice, system, _idle, _iowait, irq, softirq, steal = delta[:8]
+        machine_busy_s = (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+        foreign_load = max(0.0, machine_busy_s - own_s) / wall_s
+        steal_share = steal / (sum(delta[:8]) or 1)
+    busy = ((foreign_load is not None and foreign_load > busy_foreign_load)
+            or (steal_share is not None and steal_share > busy_steal_share)
+            or (cpu_slowdown is not None and cpu_slowdown > busy_cpu_slowdown))
     return {
+        "foreign_load": None if foreign_load is None else round(foreign_load, 3),
+        "cpu_slowdown": cpu_slowdown,
+        "own_load": round(own_s / wall_s, 3),
+        "steal_share": None if steal_share is None else round(steal_share, 4),
         "loadavg_1m_before": round(before["loadavg_1m"], 2),
         "loadavg_1m_after": round(after["loadavg_1m"], 2),
-        "foreign_load": round(foreign_load, 2),
-        "steal_share": None if steal_share is None else round(steal_share, 4),
         "busy": busy,
     }
+
+
+CANARY_LOOP = 200_000  # about 5 ms of pure Python on a 2020s server core
+
+
+def _canary_once() -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(CANARY_LOOP):
+        total += i
+    return (time.perf_counter() - start) * 1000
+
+
+def cpu_canary_ms(repeats: int = 5) -> dict[int, float]:
+    """Best of ``repeats`` timings of a fixed loop on each CPU this process may use, in ms.
+
+    Pins only the calling thread, one CPU at a time, and restores its affinity; a runtime's own
+    worker threads keep theirs.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return {-1: min(_canary_once() for _ in range(repeats))}
+    allowed = os.sched_getaffinity(0)
+    speeds = {}
+    try:
+        for cpu in sorted(allowed):
+            os.sched_setaffinity(0, {cpu})
+            speeds[cpu] = min(_canary_once() for _ in range(repeats))
+    finally:
+        os.sched_setaffinity(0, allowed)
+    return speeds
+
+
+def canary_reference_ms(seconds: float = 3.0) -> float:
+    """The machine's best canary time: the fastest CPU over a few seconds of tries.
+
+    Contention from outside comes and goes in phases of seconds, so the best over a window is the
+    uncontended speed; a contended calibration only makes the check more lenient.
+    """
+    best = float("inf")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        best = min(best, *cpu_canary_ms().values())
+        time.sleep(0.05)
+    return round(best, 4)
+
+
+def cpu_slowdown(reference_ms: float | None, settle_s: float = 0.0) -> dict[str, Any]:
+    """How much slower than ``reference_ms`` the slowest CPU runs the canary now (None without a reference).
+
+    Args:
+        settle_s: pause first, so a runtime's spinning worker threads go to sleep and are not timed.
+    """
+    if reference_ms is None:
+        return {"cpu_slowdown": None, "canary_ms": None}
+    time.sleep(settle_s)
+    speeds = cpu_canary_ms()
+    return {"cpu_slowdown": round(max(speeds.values()) / reference_ms, 3),
+            "canary_ms": {str(cpu): round(ms, 3) for cpu, ms in speeds.items()}}
 
 
 def settings() -> dict[str, Any]:

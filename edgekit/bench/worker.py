@@ -90,6 +90,8 @@ def run(request: dict) -> dict[str, Any]:
     texts = json.loads(Path(request["texts"]).read_text())
     encoder = TextEncoder(folder, max_length=request["seq_length"])
     batch = encoder.fixed_length_batch(texts, request["batch_size"], request["seq_length"])
+    reference = request.get("canary_reference_ms")
+    speed_before = system.cpu_slowdown(reference)  # before load: no runtime threads exist yet
     rss_before = _rss_bytes()
     start = time.perf_counter()
     backend.load(folder)
@@ -102,16 +104,16 @@ def run(request: dict) -> dict[str, Any]:
     before, energy_before = system.snapshot(), energy_counter_uj()
     timing = sample(backend, batch, request)
     after, energy_after = system.snapshot(), energy_counter_uj()
+    speed_after = system.cpu_slowdown(reference, settle_s=0.25)  # after the runtime's spinning threads sleep
+    slowdowns = [x["cpu_slowdown"] for x in (speed_before, speed_after) if x["cpu_slowdown"] is not None]
+    noise = system.compare(before, after, request["busy_foreign_load"], request["busy_steal_share"],
+                           max(slowdowns, default=None), request["busy_cpu_slowdown"])
+    noise["canary_ms"] = {"reference": reference, "before": speed_before["canary_ms"], "after": speed_after["canary_ms"]}
     energy = None if energy_before is None or energy_after is None else (energy_after - energy_before) / 1e6
     return {
         "load_s": load_s, "first_ms": first_ms, "warmup_iterations": warmed, **timing,
         "rss_before_load_bytes": rss_before, "rss_after_load_bytes": rss_loaded, "peak_rss_bytes": _peak_rss_bytes(),
-        "noise": system.compare(before, after, cores=_cores(), own_cores=request["threads"]),
+        "noise": noise,
         "energy_j": energy, "settings": system.settings(), "runtime_settings": backend.describe(),
     }
 
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1

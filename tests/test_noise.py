@@ -1,0 +1,138 @@
+"""Noise detection: CPU time other processes took while we measured, and what the harness does with it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgekit import api
+from edgekit.bench import system
+from edgekit.bench.harness import benchmark_variant
+from edgekit.layout import Layout
+from edgekit.params import load_params
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def snap(at: float, own_cpu_s: float, user=0, system_=0, idle=0, steal=0) -> dict:
+    """A snapshot with /proc/stat fields user nice system idle iowait irq softirq steal in ticks."""
+    return {"monotonic": at, "loadavg_1m": 0.0, "own_cpu_s": own_cpu_s,
+            "cpu_times": [user, 0, system_, idle, 0, 0, 0, steal, 0, 0]}
+
+
+def test_foreign_load_is_the_machine_busy_time_minus_our_own():
+    # 2 s of wall time; the machine was busy 3 core-seconds, 2 of them ours: 1 foreign core.
+    before = snap(0.0, 10.0)
+    after = snap(2.0, 12.0, user=2 * TICK, system_=1 * TICK, idle=1 * TICK)
+    noise = system.compare(before, after)
+    assert noise["foreign_load"] == pytest.approx(0.5)
+    assert noise["own_load"] == pytest.approx(1.0)
+    assert noise["busy"]
+
+
+def test_our_own_threads_do_not_make_the_machine_busy():
+    before = snap(0.0, 0.0)
+    after = snap(1.0, 2.0, user=2 * TICK)  # both cores ours for the whole second
+    assert system.compare(before, after)["foreign_load"] == 0.0
+    assert not system.compare(before, after)["busy"]
+
+
+def test_steal_above_the_threshold_is_busy_even_without_foreign_processes():
+    before = snap(0.0, 0.0)
+    after = snap(1.0, 1.8, user=int(1.8 * TICK), steal=int(0.2 * TICK))
+    noise = system.compare(before, after, busy_steal_share=0.05)
+    assert noise["steal_share"] == pytest.approx(0.1, abs=0.01)
+    assert noise["busy"]
+    assert not system.compare(before, after, busy_steal_share=0.2)["busy"]
+
+
+def test_without_proc_stat_nothing_is_claimed():
+    before, after = snap(0.0, 0.0), snap(1.0, 1.0)
+    before["cpu_times"] = after["cpu_times"] = []
+    noise = system.compare(before, after)
+    assert noise["foreign_load"] is None and noise["steal_share"] is None and not noise["busy"]
+
+
+def test_a_cpu_slower_than_calibrated_makes_the_run_busy():
+    before, after = snap(0.0, 0.0), snap(1.0, 1.0, user=TICK)
+    assert system.compare(before, after, cpu_slowdown=1.6, busy_cpu_slowdown=1.3)["busy"]
+    assert not system.compare(before, after, cpu_slowdown=1.1, busy_cpu_slowdown=1.3)["busy"]
+    assert system.compare(before, after)["cpu_slowdown"] is None  # not measured: no claim either way
+
+
+@contextlib.contextmanager
+def cpu_hog(cpus: set[int] | None = None):
+    """One process spinning on each of ``cpus`` (default: one unpinned) for as long as the block runs."""
+    code = "import os, sys\nif len(sys.argv) > 1: os.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", code, *([str(cpu)] if cpu is not None else [])])
+            for cpu in (sorted(cpus) if cpus else [None])]
+    try:
+        time.sleep(0.3)  # let them reach the CPU
+        yield hogs
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_a_process_spinning_beside_us_is_seen_and_our_own_spinning_is_not():
+    """The load average missed this: it read 0.3 to 0.44 while one core was taken."""
+    before = system.snapshot()
+    spin(1.0)
+    alone = system.compare(before, system.snapshot())
+    with cpu_hog():
+        before = system.snapshot()
+        spin(1.0)
+        beside = system.compare(before, system.snapshot())
+    assert alone["own_load"] > 0.8 and beside["own_load"] > 0.3
+    assert beside["busy"], beside
+    assert beside["foreign_load"] > alone["foreign_load"] + 0.3, (alone, beside)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_the_canary_sees_a_cpu_shared_with_another_process():
+    """What a neighbour outside the machine does to a CPU, a process pinned beside the canary does here."""
+    allowed = os.sched_getaffinity(0)
+    reference = system.canary_reference_ms(seconds=1.0)
+    with cpu_hog(allowed):
+        shared = system.cpu_slowdown(reference)
+    assert shared["cpu_slowdown"] > 1.3, shared
+    assert set(shared["canary_ms"]) == {str(cpu) for cpu in allowed}
+    assert os.sched_getaffinity(0) == allowed  # the canary gave the thread its CPUs back
+
+
+@pytest.mark.onnxruntime
+@pytest.mark.slow
+def test_a_variant_timed_beside_a_cpu_hog_is_retried_then_flagged_busy(baseline_project, tmp_path):
+    assert api.optimize("ort-int8", baseline_project)["status"] == "ok"
+    project = tmp_path / "project"
+    shutil.copytree(baseline_project, project, ignore=shutil.ignore_patterns("pytorch-fp32"))
+    params = load_params(project / "params.yaml")
+    params = dataclasses.replace(params, benchmark=dataclasses.replace(params.benchmark, unstable_retries=1))
+    processes = []
+    with cpu_hog():
+        metrics = benchmark_variant(params, Layout(project), "ort-int8", lambda key, run: processes.append(run))
+    # every repeat of every scenario was busy, so each was tried twice
+    scenarios = len(params.benchmark.batch_sizes) * len(params.benchmark.seq_lengths)
+    assert len(processes) == scenarios * params.benchmark.repeats * 2
+    assert [run["attempt"] for run in processes[:2]] == [0, 1]
+    for key, scenario in metrics["scenarios"].items():
+        assert scenario["unstable"], key
+        assert any(reason.startswith("busy machine (foreign load") for reason in scenario["unstable_reasons"]), scenario
+        assert scenario["foreign_load_max"] > 0.25
+    raw = json.loads(Layout(project).benchmark_samples("ort-int8").read_text())
+    assert all(run["noise"]["busy"] for s in raw["scenarios"] for run in s["runs"])
