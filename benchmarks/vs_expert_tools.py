@@ -62,7 +62,7 @@ def edgekit_median(params, layout, name: str, texts: Path) -> tuple[float, bool]
     result = run_worker(request, params.threads, timeout=600)
     if result["status"] != "ok":
         raise SystemExit(f"edgekit run of {name} failed: {result.get('error')}")
-    return statistics.median(result["samples_ms"]), result["noise"]["busy"]
+    return statistics.median(result["samples_ms"]), result["noise"]["busy"] or result["noise"]["slow_cpu"]
 
 
 def watched(params, reference: float | None, tool, *args):
@@ -77,8 +77,8 @@ def watched(params, reference: float | None, tool, *args):
     after["own_cpu_s"] += children_s
     bench = params.benchmark
     noise = system.compare(before, after, bench.busy_foreign_load, bench.busy_steal_share,
-                           max(slowdowns, default=None), bench.busy_cpu_slowdown)
-    return value, noise["busy"]
+                           max(slowdowns, default=None), bench.slow_cpu_factor)
+    return value, noise["busy"] or noise["slow_cpu"]
 
 
 def verdict(paired: list[float], ratio: float, target: float = 1.05) -> str:

@@ -172,7 +172,7 @@ class BenchmarkParams:
     timeout_seconds: float = 900.0
     busy_foreign_load: float = 0.25
     busy_steal_share: float = 0.05
-    busy_cpu_slowdown: float = 1.3
+    slow_cpu_factor: float = 1.3
     max_process_spread: float = 0.10
 
     @classmethod
@@ -192,7 +192,7 @@ class BenchmarkParams:
             float(_typed(raw, "timeout_seconds", (int, float), d.timeout_seconds, "benchmark")),
             _number(raw, "busy_foreign_load", d.busy_foreign_load, "benchmark"),
             _number(raw, "busy_steal_share", d.busy_steal_share, "benchmark"),
-            _number(raw, "busy_cpu_slowdown", d.busy_cpu_slowdown, "benchmark"),
+            _number(raw, "slow_cpu_factor", d.slow_cpu_factor, "benchmark"),
             _number(raw, "max_process_spread", d.max_process_spread, "benchmark"),
         )
         if params.warmup_iterations < 0:
@@ -209,8 +209,8 @@ class BenchmarkParams:
         if params.busy_foreign_load < 0:
             raise ConfigError("benchmark.busy_foreign_load", params.busy_foreign_load,
                               "0 or more cores of other processes' CPU use, e.g. 0.25")
-        if params.busy_cpu_slowdown <= 1:
-            raise ConfigError("benchmark.busy_cpu_slowdown", params.busy_cpu_slowdown,
+        if params.slow_cpu_factor <= 1:
+            raise ConfigError("benchmark.slow_cpu_factor", params.slow_cpu_factor,
                               "a factor above 1 (canary time over the calibrated best), e.g. 1.3")
         for name in ("busy_steal_share", "max_process_spread"):
             if not 0 < getattr(params, name) < 1:
@@ -236,14 +236,12 @@ class FairnessParams:
 
     @classmethod
     def parse(cls, raw: Any) -> FairnessParams:
-        from edgekit.fairness import get_fairness_check
+        from edgekit.fairness import check_tolerance, get_fairness_check
 
         raw = _keys(raw or {}, {"check", "tolerance"}, "evaluate.fairness")
         params = cls(_typed(raw, "check", str, cls.check, "evaluate.fairness"),
-                     _number(raw, "tolerance", cls.tolerance, "evaluate.fairness"))
+                     check_tolerance(raw.get("tolerance", cls.tolerance), "evaluate.fairness.tolerance"))
         get_fairness_check(params.check, "evaluate.fairness.check")
-        if not 0 < params.tolerance <= 2:
-            raise ConfigError("evaluate.fairness.tolerance", params.tolerance, "a cosine-similarity difference in (0, 2], e.g. 0.05")
         return params
 
 

@@ -44,10 +44,10 @@ class Results:
 
     def latency_samples(self, variant: str, scenario: str) -> list[float]:
         """Raw latency samples (ms) of one variant in one scenario (``b1_s32``), all repeats pooled."""
-        for s in self.samples[variant].get("scenarios", []):
-            if f"b{s['batch_size']}_s{s['seq_length']}" == scenario:
-                return [x for run in s["runs"] for x in run["samples_ms"]]
-        return []
+        from edgekit.bench.stats import pooled_samples
+
+        found = pooled_samples(self.samples[variant]).get(scenario)
+        return [] if found is None else found.tolist()
 
     def benchmark_metrics(self, variant: str) -> dict[str, Any]:
         """The benchmark stage's metrics of one variant."""

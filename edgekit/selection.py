@@ -16,10 +16,8 @@ import csv
 import io
 from typing import Any
 
-import numpy as np
-
 from edgekit.bench.roofline import encoder_flops, roofline_point
-from edgekit.bench.stats import ratio_ci
+from edgekit.bench.stats import pooled_samples, ratio_ci
 from edgekit.decide.decision import decide
 from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
@@ -30,15 +28,8 @@ TABLE_COLUMNS = ("variant", "runtime", "precision", "status", "p50_ms", "p99_ms"
                  "pareto", "verdict")
 
 
-def _samples(raw: dict[str, Any], key: str) -> np.ndarray:
-    for scenario in raw["scenarios"]:
-        if f"b{scenario['batch_size']}_s{scenario['seq_length']}" == key:
-            return np.array([x for run in scenario["runs"] for x in run["samples_ms"]])
-    raise KeyError(key)
-
-
 def _speed(bench: dict, raw: dict, base: dict, base_raw: dict, headline: str, seed: int) -> dict[str, Any]:
-    low, high = ratio_ci(_samples(base_raw, headline), _samples(raw, headline), seed=seed)
+    low, high = ratio_ci(pooled_samples(base_raw)[headline], pooled_samples(raw)[headline], seed=seed)
     rss, base_rss = bench["scenarios"][headline]["peak_rss_mb_range"], base["scenarios"][headline]["peak_rss_mb_range"]
     return {
         "speedup_ci95": [round(low, 3), round(high, 3)],

@@ -61,11 +61,13 @@ def test_without_proc_stat_nothing_is_claimed():
     assert noise["foreign_load"] is None and noise["steal_share"] is None and not noise["busy"]
 
 
-def test_a_cpu_slower_than_calibrated_makes_the_run_busy():
+def test_a_cpu_slower_than_calibrated_is_flagged_slow_not_busy():
     before, after = snap(0.0, 0.0), snap(1.0, 1.0, user=TICK)
-    assert system.compare(before, after, cpu_slowdown=1.6, busy_cpu_slowdown=1.3)["busy"]
-    assert not system.compare(before, after, cpu_slowdown=1.1, busy_cpu_slowdown=1.3)["busy"]
-    assert system.compare(before, after)["cpu_slowdown"] is None  # not measured: no claim either way
+    slow = system.compare(before, after, cpu_slowdown=1.6, slow_cpu_factor=1.3)
+    assert slow["slow_cpu"] and not slow["busy"]  # flagged, but a retry would not escape it
+    assert not system.compare(before, after, cpu_slowdown=1.1, slow_cpu_factor=1.3)["slow_cpu"]
+    unmeasured = system.compare(before, after)
+    assert unmeasured["cpu_slowdown"] is None and not unmeasured["slow_cpu"]  # no claim either way
 
 
 @contextlib.contextmanager

@@ -154,6 +154,8 @@ def test_options_that_are_not_a_mapping_are_a_config_error(options):
         (lambda r: r["data"].update(eval_pairs=1), r"data\.eval_pairs = 1.*0 \(all\) or at least 2"),
         (lambda r: r["model"].update(max_seq_length=4), r"model\.max_seq_length = 4.*8 to 8192"),
         (lambda r: r["evaluate"].update(batch_size=0), r"evaluate\.batch_size = 0.*positive integer"),
+        (lambda r: r["evaluate"]["fairness"].update(tolerance=3), r"evaluate\.fairness\.tolerance = 3.*greater than 0 and at most 2"),
+        (lambda r: r["evaluate"]["fairness"].update(tolerance="0.05"), r"evaluate\.fairness\.tolerance = '0\.05'.*greater than 0"),
         (lambda r: r["variants"]["ort-int8"].update(runtime=5), r"variants\.ort-int8\.runtime = 5.*a str"),
         (lambda r: r["variants"].update({"Bad Name": {"runtime": "pytorch"}}), r"variants\.Bad Name = 'Bad Name'.*lowercase"),
         (lambda r: r.update(variants={}), r"variants = \{\}.*mapping of variant names"),

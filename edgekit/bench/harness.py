@@ -3,9 +3,10 @@
 Per scenario (batch size × sequence length) the worker runs ``repeats`` times, each in a new
 interpreter. A repeat measured on a busy machine (other processes used more than
 ``busy_foreign_load`` cores meanwhile, or the hypervisor stole more than ``busy_steal_share``) is
-retried up to ``unstable_retries`` times and otherwise kept and flagged — never silently used; so is
-one that did not converge, and a scenario whose repeats' medians differ by more than
-``max_process_spread``. Percentiles pool the samples of all repeats; the spread between the
+retried up to ``unstable_retries`` times and otherwise kept and flagged — never silently used. Also
+flagged, not retried: a repeat on a slow CPU (the canary ran more than ``slow_cpu_factor`` × its
+calibrated best), one that did not converge, and a scenario whose repeats' medians differ by more
+than ``max_process_spread``. Percentiles pool the samples of all repeats; the spread between the
 repeats' medians is reported next to them.
 
 Example:
@@ -48,7 +49,7 @@ def scenario_request(params: Params, manifest: dict, folder: Path, texts: Path, 
         "batch_size": batch_size, "seq_length": seq_length, "warmup_iterations": b.warmup_iterations,
         "min_iterations": b.min_iterations, "min_seconds": b.min_seconds, "max_seconds": b.max_seconds,
         "target_ci_half_width": b.target_ci_half_width, "busy_foreign_load": b.busy_foreign_load,
-        "busy_steal_share": b.busy_steal_share, "busy_cpu_slowdown": b.busy_cpu_slowdown,
+        "busy_steal_share": b.busy_steal_share, "slow_cpu_factor": b.slow_cpu_factor,
         "canary_reference_ms": canary_reference,
     }
 
@@ -165,8 +166,10 @@ def _instability(run: dict[str, Any]) -> list[str]:
     reasons = []
     if run["noise"]["busy"]:
         noise = run["noise"]
-        reasons.append(f"busy machine (foreign load {noise['foreign_load']} cores, steal {noise['steal_share']}, "
-                       f"CPU slowdown {noise.get('cpu_slowdown')})")
+        reasons.append(f"busy machine (foreign load {noise['foreign_load']} cores, steal {noise['steal_share']})")
+    if run["noise"].get("slow_cpu"):
+        reasons.append(f"slow CPU: the canary ran {run['noise']['cpu_slowdown']}× its calibrated best "
+                       "(contention from outside this machine)")
     if not run["converged"]:
         reasons.append("median CI did not reach the target within benchmark.max_seconds")
     return reasons

@@ -97,7 +97,7 @@ def calibrate(threads: int) -> dict[str, Any]:
         "energy": "rapl" if energy_counter_uj() is not None else "n/a",
         "cpu_canary_ms": canary_reference_ms(),
         "method": "best of repeated runs: numpy matmul (fp32), onnxruntime MatMulInteger (int8), np.copyto (2 x bytes); "
-                  f"CPU canary: a {CANARY_LOOP}-step Python loop pinned to each CPU in turn, best over 3 s",
+                  f"CPU canary: a {CANARY_LOOP}-step Python loop pinned to each CPU in turn, best over 5 s",
     }
 
 

@@ -18,6 +18,12 @@ PERCENTILE_METHOD = "linear (Hyndman-Fan type 7, numpy default)"
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def pooled_samples(raw: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Each scenario's latency samples (ms) in a benchmark output, all repeats pooled, by key ``b1_s32``."""
+    return {f"b{s['batch_size']}_s{s['seq_length']}": np.array([x for run in s["runs"] for x in run["samples_ms"]])
+            for s in raw.get("scenarios", [])}
+
+
 def order_statistic_ci(samples: list[float] | np.ndarray, z: float = 1.96) -> tuple[float, float]:
     """Distribution-free CI of the median from order statistics (normal approximation to the binomial).
 

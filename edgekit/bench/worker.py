@@ -107,7 +107,7 @@ def run(request: dict) -> dict[str, Any]:
     speed_after = system.cpu_slowdown(reference, settle_s=0.25)  # after the runtime's spinning threads sleep
     slowdowns = [x["cpu_slowdown"] for x in (speed_before, speed_after) if x["cpu_slowdown"] is not None]
     noise = system.compare(before, after, request["busy_foreign_load"], request["busy_steal_share"],
-                           max(slowdowns, default=None), request["busy_cpu_slowdown"])
+                           max(slowdowns, default=None), request["slow_cpu_factor"])
     noise["canary_ms"] = {"reference": reference, "before": speed_before["canary_ms"], "after": speed_after["canary_ms"]}
     energy = None if energy_before is None or energy_after is None else (energy_after - energy_before) / 1e6
     return {

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bench.stats import pooled_samples
 from edgekit.decide.diagnosis import diagnose_all
 from edgekit.decide.gates import Evidence
 from edgekit.decide.hardware import HardwareProfile, recommend_for_host
@@ -29,9 +30,7 @@ from edgekit.params import Params
 
 
 def _samples(layout: Layout, name: str) -> dict[str, np.ndarray]:
-    raw = read_json(layout.benchmark_samples(name))
-    return {f"b{s['batch_size']}_s{s['seq_length']}": np.array([x for run in s["runs"] for x in run["samples_ms"]])
-            for s in raw["scenarios"]}
+    return pooled_samples(read_json(layout.benchmark_samples(name)))
 
 
 def _relative(layout: Layout, path) -> str:
