@@ -119,6 +119,7 @@ def bench(variant: Variant, project: Project = Path(".")) -> None:
 
 
 def _benchmark(variant: str, project: Path) -> None:
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -127,12 +128,14 @@ def _benchmark(variant: str, project: Path) -> None:
 
         def advance(key: str, run: dict) -> None:
             detail = f"{len(run['samples_ms'])} samples" if run["status"] == "ok" else run["status"]
+            if run["status"] == "ok" and run["noise"]["busy"]:
+                detail += f", busy: {run['noise']['foreign_load']} foreign cores"
             bar.update(task, advance=1, description=f"benchmark {variant} {key} ({detail})")
 
         record = api.benchmark(variant, project, progress=advance)
     _report_status(variant, record, "benchmark")
     for key, scenario in record.get("scenarios", {}).items():
-        flag = " [yellow]unstable[/]" if scenario["unstable"] else ""
+        flag = f" [yellow]unstable: {escape('; '.join(scenario['unstable_reasons']))}[/]" if scenario["unstable"] else ""
         out.print(f"  {key}: p50 {scenario['p50_ms']:.3f} ms (95% CI {scenario['p50_ci95_ms'][0]:.3f}–{scenario['p50_ci95_ms'][1]:.3f}),"
                   f" p99 {scenario['p99_ms']:.3f} ms, {scenario['items_per_s']:.1f} items/s, {scenario['repeats']} processes{flag}")
 

@@ -66,8 +66,10 @@ def test_a_cpu_slower_than_calibrated_is_flagged_slow_not_busy():
     slow = system.compare(before, after, cpu_slowdown=1.6, slow_cpu_factor=1.3)
     assert slow["slow_cpu"] and not slow["busy"]  # flagged, but a retry would not escape it
     assert not system.compare(before, after, cpu_slowdown=1.1, slow_cpu_factor=1.3)["slow_cpu"]
-    unmeasured = system.compare(before, after)
+    unmeasured = system.compare(before, after, slow_cpu_factor=1.3)
     assert unmeasured["cpu_slowdown"] is None and not unmeasured["slow_cpu"]  # no claim either way
+    recorded = system.compare(before, after, cpu_slowdown=1.6)  # the default: record, do not judge
+    assert recorded["cpu_slowdown"] == 1.6 and not recorded["slow_cpu"]
 
 
 @contextlib.contextmanager
@@ -117,12 +119,19 @@ def test_the_canary_sees_a_cpu_shared_with_another_process():
     assert os.sched_getaffinity(0) == allowed  # the canary gave the thread its CPUs back
 
 
-@pytest.mark.onnxruntime
-@pytest.mark.slow
-def test_a_variant_timed_beside_a_cpu_hog_is_retried_then_flagged_busy(baseline_project, tmp_path):
+@pytest.fixture
+def int8_project(baseline_project, tmp_path):
+    """A copy of the small project with ort-int8 optimized, so timing it writes nowhere shared."""
     assert api.optimize("ort-int8", baseline_project)["status"] == "ok"
     project = tmp_path / "project"
     shutil.copytree(baseline_project, project, ignore=shutil.ignore_patterns("pytorch-fp32"))
+    return project
+
+
+@pytest.mark.onnxruntime
+@pytest.mark.slow
+def test_a_variant_timed_beside_a_cpu_hog_is_retried_then_flagged_busy(int8_project):
+    project = int8_project
     params = load_params(project / "params.yaml")
     params = dataclasses.replace(params, benchmark=dataclasses.replace(params.benchmark, unstable_retries=1))
     processes = []
@@ -138,3 +147,13 @@ def test_a_variant_timed_beside_a_cpu_hog_is_retried_then_flagged_busy(baseline_
         assert scenario["foreign_load_max"] > 0.25
     raw = json.loads(Layout(project).benchmark_samples("ort-int8").read_text())
     assert all(run["noise"]["busy"] for s in raw["scenarios"] for run in s["runs"])
+
+
+@pytest.mark.onnxruntime
+@pytest.mark.slow
+def test_edgekit_bench_says_why_a_scenario_is_unstable(int8_project):
+    with cpu_hog():
+        done = subprocess.run([sys.executable, "-m", "edgekit", "bench", "ort-int8", "--project", str(int8_project)],
+                              capture_output=True, text=True, env=dict(os.environ, COLUMNS="300"))
+    assert done.returncode == 0, done.stderr
+    assert "unstable: busy machine (foreign load" in done.stdout, done.stdout

@@ -4,9 +4,9 @@ Per scenario (batch size × sequence length) the worker runs ``repeats`` times, 
 interpreter. A repeat measured on a busy machine (other processes used more than
 ``busy_foreign_load`` cores meanwhile, or the hypervisor stole more than ``busy_steal_share``) is
 retried up to ``unstable_retries`` times and otherwise kept and flagged — never silently used. Also
-flagged, not retried: a repeat on a slow CPU (the canary ran more than ``slow_cpu_factor`` × its
-calibrated best), one that did not converge, and a scenario whose repeats' medians differ by more
-than ``max_process_spread``. Percentiles pool the samples of all repeats; the spread between the
+flagged, not retried: a repeat that did not converge, a scenario whose repeats' medians differ by
+more than ``max_process_spread``, and, when ``slow_cpu_factor`` is set, a repeat whose CPU ran the
+canary that much slower than its calibrated best. Percentiles pool the samples of all repeats; the spread between the
 repeats' medians is reported next to them.
 
 Example:
