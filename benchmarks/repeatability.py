@@ -12,7 +12,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from edgekit.bench.harness import canary_reference, measure_scenario, scenario_key, scenario_request
+from edgekit.bench.harness import measure_scenario, scenario_key, scenario_request
 from edgekit.data import load_eval_pairs, unique_sentences
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest
@@ -33,7 +33,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         texts = Path(scratch) / "texts.json"
         texts.write_text(json.dumps(unique_sentences(load_eval_pairs(layout))))
-        request = scenario_request(params, manifest, folder, texts, batch_size, seq_length, canary_reference(layout))
+        request = scenario_request(params, manifest, folder, texts, batch_size, seq_length)
         for run in range(args.runs):
             runs = measure_scenario(request, params.benchmark, params.threads)
             median = statistics.median(x for r in runs for x in r["samples_ms"])

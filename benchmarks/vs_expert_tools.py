@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.bench import system
-from edgekit.bench.harness import canary_reference, run_worker, scenario_request
+from edgekit.bench.harness import run_worker, scenario_request
 from edgekit.bench.stats import median_ci
 from edgekit.data import load_eval_pairs, unique_sentences
 from edgekit.layout import Layout
@@ -57,28 +57,23 @@ print(statistics.median(t))
 
 def edgekit_median(params, layout, name: str, texts: Path) -> tuple[float, bool]:
     folder = layout.variant_dir(name)
-    request = scenario_request(params, read_manifest(folder), folder, texts, BATCH, SEQ, canary_reference(layout))
+    request = scenario_request(params, read_manifest(folder), folder, texts, BATCH, SEQ)
     request.update(min_seconds=SECONDS, max_seconds=SECONDS, min_iterations=20, target_ci_half_width=1e-6)
     result = run_worker(request, params.threads, timeout=600)
     if result["status"] != "ok":
         raise SystemExit(f"edgekit run of {name} failed: {result.get('error')}")
-    return statistics.median(result["samples_ms"]), result["noise"]["busy"] or result["noise"]["slow_cpu"]
+    return statistics.median(result["samples_ms"]), result["noise"]["busy"]
 
 
-def watched(params, reference: float | None, tool, *args):
-    """Run ``tool(*args)`` (a subprocess); return its value and whether the machine was busy meanwhile."""
-    speed_before = system.cpu_slowdown(reference)
+def watched(params, tool, *args):
+    """Run ``tool(*args)`` (a subprocess); return its value and whether other processes took CPU meanwhile."""
     before, children_before = system.snapshot(), resource.getrusage(resource.RUSAGE_CHILDREN)
     value = tool(*args)
     after, children_after = system.snapshot(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    slowdowns = [s["cpu_slowdown"] for s in (speed_before, system.cpu_slowdown(reference)) if s["cpu_slowdown"]]
     # the tool is our child: its CPU time is ours, as the worker counts its own threads
     children_s = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
     after["own_cpu_s"] += children_s
-    bench = params.benchmark
-    noise = system.compare(before, after, bench.busy_foreign_load, bench.busy_steal_share,
-                           max(slowdowns, default=None), bench.slow_cpu_factor)
-    return value, noise["busy"] or noise["slow_cpu"]
+    return value, system.compare(before, after, params.benchmark.busy_foreign_load, params.benchmark.busy_steal_share)["busy"]
 
 
 def verdict(paired: list[float], ratio: float, target: float = 1.05) -> str:
@@ -139,10 +134,9 @@ def main() -> None:
             folder = layout.variant_dir(name)
             manifest = read_manifest(folder)
             ours, theirs, busy, tool = [], [], [], ""
-            reference = canary_reference(layout)
             for _ in range(args.rounds):
                 median, ours_busy = edgekit_median(params, layout, name, texts)
-                (tool, their_median), their_busy = watched(params, reference, expert_median, manifest, folder, params.threads)
+                (tool, their_median), their_busy = watched(params, expert_median, manifest, folder, params.threads)
                 ours.append(median)
                 theirs.append(their_median)
                 busy.append(ours_busy or their_busy)
@@ -153,7 +147,7 @@ def main() -> None:
                   f"(medians of {args.rounds} alternating rounds) ratio {ratio:.3f} (target ≤ 1.05): {verdict(paired, ratio)}")
             print(f"  per round, edgekit ms {[round(x, 3) for x in ours]}, {tool} ms {[round(x, 3) for x in theirs]}, "
                   f"paired ratios {[round(x, 3) for x in paired]}"
-                  + (f"; busy rounds (other processes took CPU, or a CPU ran slow): {[i + 1 for i, b in enumerate(busy) if b]}" if any(busy) else ""))
+                  + (f"; busy rounds (other processes took CPU): {[i + 1 for i, b in enumerate(busy) if b]}" if any(busy) else ""))
 
 if __name__ == "__main__":
     main()

@@ -172,7 +172,6 @@ class BenchmarkParams:
     timeout_seconds: float = 900.0
     busy_foreign_load: float = 0.25
     busy_steal_share: float = 0.05
-    slow_cpu_factor: float | None = None
     max_process_spread: float = 0.10
 
     @classmethod
@@ -192,7 +191,6 @@ class BenchmarkParams:
             float(_typed(raw, "timeout_seconds", (int, float), d.timeout_seconds, "benchmark")),
             _number(raw, "busy_foreign_load", d.busy_foreign_load, "benchmark"),
             _number(raw, "busy_steal_share", d.busy_steal_share, "benchmark"),
-            _optional_factor(raw, "slow_cpu_factor"),
             _number(raw, "max_process_spread", d.max_process_spread, "benchmark"),
         )
         if params.warmup_iterations < 0:
@@ -213,16 +211,6 @@ class BenchmarkParams:
             if not 0 < getattr(params, name) < 1:
                 raise ConfigError(f"benchmark.{name}", getattr(params, name), "a fraction between 0 and 1, e.g. 0.05 or 0.10")
         return params
-
-
-def _optional_factor(raw: dict, key: str) -> float | None:
-    """``benchmark.<key>``: null (off) or a factor above 1."""
-    value = raw.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 1:
-        raise ConfigError(f"benchmark.{key}", value, "null (record only) or a factor above 1, e.g. 1.5")
-    return float(value)
 
 
 def _number(raw: dict, key: str, default: float, field: str) -> float:

@@ -46,7 +46,15 @@ def _roofline(bench: dict, model_config: dict, peaks: dict, precision: str, head
     batch_size, seq_length = (int(part[1:]) for part in headline.split("_"))
     flops = encoder_flops(model_config, batch_size, seq_length)
     seconds = bench["scenarios"][headline]["p50_ms"] / 1000
-    return roofline_point(flops, bench["size_mb"] * 2**20, seconds, peaks, precision)
+    # what the runtime computed in, where it says (OpenVINO runs fp32 and fp16 models in bf16 on CPUs with bf16)
+    computed_in = (bench.get("runtime_settings") or {}).get("inference_precision")
+    return roofline_point(flops, bench["size_mb"] * 2**20, seconds, peaks, precision, computed_in)
+
+
+def _cpu_slowdown(bench: dict, peaks: dict, headline: str) -> float | None:
+    """The headline's slowest CPU canary over the calibrated best; None where either is missing."""
+    canary, best = bench["scenarios"][headline].get("canary_ms_max"), peaks.get("cpu_canary_ms")
+    return round(canary / best, 3) if canary and best else None
 
 
 def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> dict[str, Any]:
@@ -95,6 +103,7 @@ def select_variants(params: Params, layout: Layout) -> dict[str, Any]:
         if row["status"] == "ok":
             row.update(_speed(bench, read_json(layout.benchmark_samples(name)), base, base_raw, headline, params.seed))
             row["roofline"] = _roofline(bench, model_config, peaks, row["precision"], headline)
+            row["cpu_slowdown"] = _cpu_slowdown(bench, peaks, headline)
         rows[name] = row
     environment = read_json(layout.environment)
     summary = {"baseline": params.baseline, "headline_scenario": headline, "threads": params.threads,

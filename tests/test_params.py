@@ -149,7 +149,6 @@ def test_options_that_are_not_a_mapping_are_a_config_error(options):
         (lambda r: r["benchmark"].update(busy_foreign_load=-1), r"benchmark\.busy_foreign_load = -1.*0 or more cores"),
         (lambda r: r["benchmark"].update(busy_steal_share=5), r"benchmark\.busy_steal_share = 5.*fraction between 0 and 1"),
         (lambda r: r["benchmark"].update(max_process_spread=0), r"benchmark\.max_process_spread = 0.*fraction"),
-        (lambda r: r["benchmark"].update(slow_cpu_factor=0.9), r"benchmark\.slow_cpu_factor = 0\.9.*null \(record only\) or a factor above 1"),
         (lambda r: r.update(seed=True), r"seed = True.*a int"),
         (lambda r: r["data"].update(eval_pairs=False), r"data\.eval_pairs = False.*a int"),
         (lambda r: r["data"].update(eval_pairs=1), r"data\.eval_pairs = 1.*0 \(all\) or at least 2"),

@@ -4,10 +4,10 @@ Per scenario (batch size × sequence length) the worker runs ``repeats`` times, 
 interpreter. A repeat measured on a busy machine (other processes used more than
 ``busy_foreign_load`` cores meanwhile, or the hypervisor stole more than ``busy_steal_share``) is
 retried up to ``unstable_retries`` times and otherwise kept and flagged — never silently used. Also
-flagged, not retried: a repeat that did not converge, a scenario whose repeats' medians differ by
-more than ``max_process_spread``, and, when ``slow_cpu_factor`` is set, a repeat whose CPU ran the
-canary that much slower than its calibrated best. Percentiles pool the samples of all repeats; the spread between the
-repeats' medians is reported next to them.
+flagged, not retried: a repeat that did not converge, and a scenario whose repeats' medians differ
+by more than ``max_process_spread``. Each process's CPU canary times are recorded with it.
+Percentiles pool the samples of all repeats; the spread between the repeats' medians is reported
+next to them.
 
 Example:
     >>> benchmark_variant(params, Layout(Path(".")), "ort-int8")["scenarios"]["b1_s32"]["p50_ms"]
@@ -39,9 +39,8 @@ def scenario_key(batch_size: int, seq_length: int) -> str:
     return f"b{batch_size}_s{seq_length}"
 
 
-def scenario_request(params: Params, manifest: dict, folder: Path, texts: Path, batch_size: int, seq_length: int,
-                     canary_reference: float | None = None) -> dict[str, Any]:
-    """What the worker needs to time one scenario; ``canary_reference`` is the calibrated CPU canary (ms)."""
+def scenario_request(params: Params, manifest: dict, folder: Path, texts: Path, batch_size: int, seq_length: int) -> dict[str, Any]:
+    """What the worker needs to time one scenario."""
     b = params.benchmark
     return {
         "runtime": manifest["runtime"], "precision": manifest["precision"], "options": manifest["options"],
@@ -49,15 +48,8 @@ def scenario_request(params: Params, manifest: dict, folder: Path, texts: Path, 
         "batch_size": batch_size, "seq_length": seq_length, "warmup_iterations": b.warmup_iterations,
         "min_iterations": b.min_iterations, "min_seconds": b.min_seconds, "max_seconds": b.max_seconds,
         "target_ci_half_width": b.target_ci_half_width, "busy_foreign_load": b.busy_foreign_load,
-        "busy_steal_share": b.busy_steal_share, "slow_cpu_factor": b.slow_cpu_factor,
-        "canary_reference_ms": canary_reference,
+        "busy_steal_share": b.busy_steal_share,
     }
-
-
-def canary_reference(layout: Layout) -> float | None:
-    """The calibrated CPU canary time from outputs/roofline.json; None before ``edgekit calibrate`` ran."""
-    path = layout.roofline
-    return read_json(path).get("cpu_canary_ms") if path.exists() else None
 
 
 def run_worker(request: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
@@ -125,7 +117,7 @@ def _measure(params: Params, layout: Layout, manifest: dict, folder: Path, progr
         texts = Path(scratch) / "texts.json"
         texts.write_text(json.dumps(unique_sentences(load_eval_pairs(layout))))
         for batch_size, seq_length in params.scenarios(name):
-            request = scenario_request(params, manifest, folder, texts, batch_size, seq_length, canary_reference(layout))
+            request = scenario_request(params, manifest, folder, texts, batch_size, seq_length)
             runs = measure_scenario(request, params.benchmark, params.threads, progress)
             results.append({"batch_size": batch_size, "seq_length": seq_length, "runs": runs})
             if runs[-1]["status"] != "ok":
@@ -157,7 +149,7 @@ def _scenario_metrics(scenario: dict[str, Any], seed: int, max_spread: float) ->
         "unstable_reasons": reasons,
         "foreign_load_max": max((r["noise"]["foreign_load"] or 0.0) for r in runs),
         "steal_share_max": max((r["noise"]["steal_share"] or 0.0) for r in runs),
-        "cpu_slowdown_max": max((r["noise"].get("cpu_slowdown") or 0.0 for r in runs), default=None) or None,
+        "canary_ms_max": max(r["noise"]["canary_ms_max"] for r in runs),
         "energy_j_per_item": _energy_per_item(runs, scenario["batch_size"]),
     }
 
@@ -167,9 +159,6 @@ def _instability(run: dict[str, Any]) -> list[str]:
     if run["noise"]["busy"]:
         noise = run["noise"]
         reasons.append(f"busy machine (foreign load {noise['foreign_load']} cores, steal {noise['steal_share']})")
-    if run["noise"].get("slow_cpu"):
-        reasons.append(f"slow CPU: the canary ran {run['noise']['cpu_slowdown']}× its calibrated best "
-                       "(contention from outside this machine)")
     if not run["converged"]:
         reasons.append("median CI did not reach the target within benchmark.max_seconds")
     return reasons

@@ -1,8 +1,9 @@
 """A short per-machine calibration (fp32 and int8 GEMM throughput, memory bandwidth) and each
 variant's achieved throughput against the roofline bound.
 
-The calibration uses numpy's BLAS for fp32 GEMM and ONNX Runtime's MatMulInteger for int8 (the
-kernel dynamic int8 models run); both at the pipeline's thread count. Energy comes from RAPL
+The calibration uses numpy's BLAS for fp32 GEMM, ONNX Runtime's MatMulInteger for int8 (the
+kernel dynamic int8 models run) and OpenVINO's MatMul at bf16 precision for bf16 (what OpenVINO runs
+fp32 and fp16 models in on CPUs with bf16); all at the pipeline's thread count. Energy comes from RAPL
 (powercap) when the machine exposes it, and is "n/a" otherwise — never an estimate. The CPU canary's
 best time is the reference the benchmark worker checks each CPU's speed against.
 
@@ -69,6 +70,28 @@ def gemm_int8_gops(threads: int, size: int = GEMM_SIZE, repeats: int = 8) -> flo
     return 2 * size**3 / seconds / 1e9
 
 
+def gemm_bf16_gflops(threads: int, size: int = GEMM_SIZE, repeats: int = 8) -> float | None:
+    """bf16 GEMM through OpenVINO's CPU plugin, the kernel its bf16 inference runs.
+
+    None without openvino, or where the plugin does not run bf16 on this CPU.
+    """
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return None
+    rng = np.random.default_rng(0)
+    a = ops.parameter([size, size], ov.Type.f32, name="a")
+    model = ov.Model([ops.matmul(a, ops.constant(rng.standard_normal((size, size), dtype=np.float32)), False, False)], [a])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                      "INFERENCE_PRECISION_HINT": ov.Type.bf16})
+    if compiled.get_property("INFERENCE_PRECISION_HINT") != ov.Type.bf16:
+        return None
+    request, feed = compiled.create_infer_request(), {0: rng.standard_normal((size, size), dtype=np.float32)}
+    seconds = _best_seconds(lambda: request.infer(feed), repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
 def memory_bandwidth_gbs(repeats: int = 5) -> float:
     """Copy bandwidth: bytes read plus bytes written per second."""
     source = np.ones(BANDWIDTH_BYTES // 8, dtype=np.float64)
@@ -87,16 +110,18 @@ def energy_counter_uj() -> int | None:
 
 def calibrate(threads: int) -> dict[str, Any]:
     """Peak fp32/int8 GEMM throughput and memory bandwidth of this machine at ``threads`` threads."""
-    int8 = gemm_int8_gops(threads)
+    int8, bf16 = gemm_int8_gops(threads), gemm_bf16_gflops(threads)
     return {
         "threads": threads,
         "gemm_size": GEMM_SIZE,
         "fp32_gemm_gflops": round(gemm_fp32_gflops(threads), 2),
         "int8_gemm_gops": None if int8 is None else round(int8, 2),
+        "bf16_gemm_gflops": None if bf16 is None else round(bf16, 2),
         "memory_bandwidth_gbs": round(memory_bandwidth_gbs(), 2),
         "energy": "rapl" if energy_counter_uj() is not None else "n/a",
         "cpu_canary_ms": canary_reference_ms(),
-        "method": "best of repeated runs: numpy matmul (fp32), onnxruntime MatMulInteger (int8), np.copyto (2 x bytes); "
+        "method": "best of repeated runs: numpy matmul (fp32), onnxruntime MatMulInteger (int8), OpenVINO MatMul at "
+                  "bf16 inference precision (bf16), np.copyto (2 x bytes); "
                   f"CPU canary: a {CANARY_LOOP}-step Python loop pinned to each CPU in turn, best over 5 s",
     }
 
@@ -110,10 +135,22 @@ def encoder_flops(config: dict[str, Any], batch_size: int, seq_length: int) -> f
     return 2.0 * layers * tokens * (projections + attention)
 
 
-def roofline_point(flops: float, weight_bytes: float, seconds: float, peaks: dict[str, Any], precision: str) -> dict[str, Any]:
-    """Achieved throughput of one scenario against min(compute peak, intensity × bandwidth)."""
+def roofline_point(flops: float, weight_bytes: float, seconds: float, peaks: dict[str, Any], precision: str,
+                   computed_in: str | None = None) -> dict[str, Any]:
+    """Achieved throughput of one scenario against min(compute peak, intensity × bandwidth).
+
+    Args:
+        precision: the variant's precision; int8/q* variants are held to the int8 GEMM peak.
+        computed_in: the precision the runtime reports it computed in (OpenVINO's ``inference_precision``);
+            ``bf16`` is held to the bf16 GEMM peak, as measuring it against fp32 would pass 100%.
+    """
     int8 = precision.startswith(("int8", "q8", "q5", "q4", "int4"))
-    peak = (peaks.get("int8_gemm_gops") if int8 else None) or peaks["fp32_gemm_gflops"]
+    if int8 and peaks.get("int8_gemm_gops"):
+        peak, peak_used = peaks["int8_gemm_gops"], "int8 GEMM"
+    elif computed_in == "bf16" and peaks.get("bf16_gemm_gflops"):
+        peak, peak_used = peaks["bf16_gemm_gflops"], "bf16 GEMM"
+    else:
+        peak, peak_used = peaks["fp32_gemm_gflops"], "fp32 GEMM"
     intensity = flops / weight_bytes if weight_bytes else float("inf")
     bound = min(peak, intensity * peaks["memory_bandwidth_gbs"])
     achieved = flops / seconds / 1e9
@@ -122,6 +159,6 @@ def roofline_point(flops: float, weight_bytes: float, seconds: float, peaks: dic
         "arithmetic_intensity": round(intensity, 2),
         "bound_gflops": round(bound, 2),
         "bound": "compute" if bound == peak else "memory",
-        "peak_used": "int8 GEMM" if int8 and peaks.get("int8_gemm_gops") else "fp32 GEMM",
+        "peak_used": peak_used,
         "efficiency": round(achieved / bound, 4) if bound else None,
     }

@@ -90,8 +90,7 @@ def run(request: dict) -> dict[str, Any]:
     texts = json.loads(Path(request["texts"]).read_text())
     encoder = TextEncoder(folder, max_length=request["seq_length"])
     batch = encoder.fixed_length_batch(texts, request["batch_size"], request["seq_length"])
-    reference = request.get("canary_reference_ms")
-    speed_before = system.cpu_slowdown(reference)  # before load: no runtime threads exist yet
+    canary_before = system.cpu_canary_ms()  # before load: no runtime threads exist yet
     rss_before = _rss_bytes()
     start = time.perf_counter()
     backend.load(folder)
@@ -104,11 +103,12 @@ def run(request: dict) -> dict[str, Any]:
     before, energy_before = system.snapshot(), energy_counter_uj()
     timing = sample(backend, batch, request)
     after, energy_after = system.snapshot(), energy_counter_uj()
-    speed_after = system.cpu_slowdown(reference, settle_s=0.25)  # after the runtime's spinning threads sleep
-    slowdowns = [x["cpu_slowdown"] for x in (speed_before, speed_after) if x["cpu_slowdown"] is not None]
-    noise = system.compare(before, after, request["busy_foreign_load"], request["busy_steal_share"],
-                           max(slowdowns, default=None), request["slow_cpu_factor"])
-    noise["canary_ms"] = {"reference": reference, "before": speed_before["canary_ms"], "after": speed_after["canary_ms"]}
+    time.sleep(0.25)  # let the runtime's spinning worker threads go to sleep before the canary
+    canary_after = system.cpu_canary_ms()
+    noise = system.compare(before, after, request["busy_foreign_load"], request["busy_steal_share"])
+    noise["canary_ms"] = {when: {str(cpu): round(ms, 4) for cpu, ms in canary.items()}
+                          for when, canary in (("before", canary_before), ("after", canary_after))}
+    noise["canary_ms_max"] = round(max(*canary_before.values(), *canary_after.values()), 4)
     energy = None if energy_before is None or energy_after is None else (energy_after - energy_before) / 1e6
     return {
         "load_s": load_s, "first_ms": first_ms, "warmup_iterations": warmed, **timing,
