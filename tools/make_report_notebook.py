@@ -151,12 +151,16 @@ plt.show()"""),
     ("code", """\
 peaks = summary["roofline_peaks"]
 display(Markdown(f"fp32 GEMM **{peaks['fp32_gemm_gflops']} GFLOP/s** · int8 GEMM **{peaks['int8_gemm_gops']} GOP/s** · "
-                 f"memory **{peaks['memory_bandwidth_gbs']} GB/s** · energy: {peaks['energy']} ({summary['threads']} threads)"))
+                 f"bf16 GEMM **{peaks.get('bf16_gemm_gflops') or 'n/a'} GFLOP/s** · "
+                 f"memory **{peaks['memory_bandwidth_gbs']} GB/s** · energy: {peaks['energy']} ({summary['threads']} threads). "
+                 "Each variant is held to the int8 peak if it is int8, to bf16 if its runtime computed in bf16, else fp32."))
 roof = pd.DataFrame([{"variant": name, **summary["variants"][name]["roofline"]} for name in results.measured])
 roof.style.hide(axis="index").format(precision=3)"""),
     ("md", "## How this was measured\nEvery scenario ran in fresh processes (repeats), after a cold first call and a warm-up; "
            "sampling stopped when the 95% CI of the median was within the target, or at the time budget. "
-           "A scenario measured on a busy machine or that did not converge is flagged, not dropped."),
+           "A scenario measured on a busy machine (other processes' CPU time, or steal), that did not converge, or whose "
+           "repeats disagree is flagged, not dropped. The CPU canary is the slowest CPU's time for a fixed loop, "
+           "against the best `calibrate` found: evidence of contention from outside the machine, not a flag."),
     ("code", """\
 rows = []
 for name in results.measured:
@@ -165,10 +169,12 @@ for name in results.measured:
         rows.append({"variant": name, "scenario": key, "iterations": sc["iterations"], "repeats": sc["repeats"],
                      "p50 CI95 ms": sc["p50_ci95_ms"], "spread between processes": sc["between_process_spread"],
                      "first call ms": sc["first_ms"], "load s": sc["load_s"], "peak RSS MB": sc["peak_rss_mb"],
+                     "foreign cores (max)": sc.get("foreign_load_max"), "CPU canary ms (max)": sc.get("canary_ms_max"),
                      "unstable": "; ".join(sc["unstable_reasons"]) or "no"})
 first = results.benchmark_metrics(results.measured[0])
 display(Markdown(f"Percentiles: {first['percentile_method']}. Stop rule: `{first['stop_rule']}`. "
-                 f"Thread environment: `{first['process_settings']}`."))
+                 f"Thread environment: `{first['process_settings']}`. "
+                 f"CPU canary calibrated best: {summary['roofline_peaks'].get('cpu_canary_ms', 'n/a')} ms."))
 pd.DataFrame(rows).style.hide(axis="index").format(precision=3)"""),
     ("code", """\
 settings = pd.DataFrame([{"variant": n, **{k: str(v) for k, v in results.benchmark_metrics(n)["runtime_settings"].items()}}
