@@ -64,10 +64,13 @@ class InferRunner:
         self.request = compiled.create_infer_request()
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        # share_inputs avoids copying the token arrays; outputs are copied (share_outputs=False),
-        # because the request's output buffer is overwritten by the next call.
-        result = self.request.infer({name: inputs[name] for name in self.input_names}, share_inputs=True)
-        return result[self.output]
+        # Tensors over the token arrays (no copy), then infer() without arguments: about 2% less per call
+        # than infer(dict, share_inputs=True) on ov-fp32 at b1x32 (paired blocks in one process), which
+        # keeps us nearer benchmark_app. The output is copied: the next call overwrites the request's buffer.
+        for name in self.input_names:
+            self.request.set_tensor(name, ov.Tensor(np.ascontiguousarray(inputs[name]), shared_memory=True))
+        self.request.infer()
+        return self.request.get_tensor(self.output).data.copy()
 
 
 class OpenVinoBackend(Backend):
