@@ -14,7 +14,7 @@ from test_runtimes import with_variant
 
 from conftest import REPO
 from edgekit import api
-from edgekit.data import load_eval_pairs, read_sentences
+from edgekit.data import load_validation_pairs, read_sentences
 from edgekit.embedding import TextEncoder
 from edgekit.errors import ConfigError
 from edgekit.layout import Layout
@@ -168,18 +168,42 @@ def test_run_results_survive_the_next_call(ov_variants):
 @pytest.mark.slow
 def test_accuracy_control_records_what_it_validated_on(baseline_project):
     name = "ov-test-int8-accuracy-subset"
-    options = {"validation_size": 20, "max_drop": 2.0}
+    options = {"validation_size": 5, "max_drop": 2.0}
     with_variant(baseline_project, name, {"runtime": "openvino", "precision": "int8-accuracy", "options": options})
     manifest = api.optimize(name, baseline_project)
     assert manifest["status"] == "ok", manifest.get("error")
     nncf = manifest["optimization"]["nncf"]
     params = load_params(baseline_project / "params.yaml")
     validation = nncf["validation"]
-    assert validation["pairs"] == 20
-    assert validation["of_pairs"] == len(load_eval_pairs(Layout(baseline_project))) > 20
+    assert validation["pairs"] == 5
+    assert validation["of_pairs"] == len(load_validation_pairs(Layout(baseline_project))) > 5
     assert validation["sample_seed"] == params.seed
     assert nncf["max_drop"] == 2.0 and nncf["drop_type"] == "ABSOLUTE"
     # nncf's promise, on the pairs it validated on: the drop (f32, as nncf measured it) is within max_drop.
     assert validation["drop"] <= 2.0
     assert any("Accuracy drop" in line for line in nncf["log"])
     assert _loaded(baseline_project, name).describe()["inference_precision"] == "f32"
+
+
+def _matmul_after_scale(weights_node_kind: str):
+    """x * s @ W with the scale named as nncf names SmoothQuant's, W either float or fake-quantized."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([1, 4], np.float32, name="x")
+    scale = ops.multiply(x, ops.constant(np.full((1, 4), 0.5, np.float32)))
+    scale.set_friendly_name("layer.0/LayerNorm/nncf_smooth_quant")
+    weights = ops.constant(np.eye(4, dtype=np.float32))
+    if weights_node_kind == "fake_quantize":
+        low, high = ops.constant(np.float32(-1)), ops.constant(np.float32(1))
+        weights = ops.fake_quantize(weights, low, high, low, high, 255)
+    return ov.Model([ops.matmul(scale, weights, False, True)], [x])
+
+
+@pytest.mark.openvino
+@pytest.mark.parametrize(("weights", "flagged"), [("constant", 1), ("fake_quantize", 0)])
+def test_a_float_matmul_left_behind_a_smooth_quant_scale_is_found(weights, flagged):
+    """What nncf 3.4's accuracy control left on an AVX2 host: a reverted MatMul still fed x*s (cosine 0.868)."""
+    from edgekit.runtimes.openvino.backend import smoothed_float_matmuls
+
+    assert len(smoothed_float_matmuls(_matmul_after_scale(weights))) == flagged
