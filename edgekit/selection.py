@@ -1,9 +1,13 @@
 """The ``select`` stage: one table of every variant against the baseline.
 
-Speed-up is baseline p50 / variant p50 per scenario, with a bootstrap 95% CI from the raw samples;
-memory reduction is 1 − variant peak RSS / baseline peak RSS (each measured in its own process, at
-the headline scenario); size reduction likewise on disk. Each variant also gets its place on this
-machine's roofline (``outputs/roofline.json``).
+Speed-up is baseline p50 / variant p50 per scenario, p50 being the median of per-process medians;
+its 95% CI at the headline scenario comes from the hierarchical bootstrap over the raw samples of
+both sides' processes (``edgekit.bench.stats``), so the baseline's own process-to-process spread
+widens it. Memory reduction is 1 − variant ÷ baseline, for the model's own memory (peak of load and
+run over the RSS with the runtime imported) and for the whole timing process's peak RSS, each with
+the least and the most reduction the processes allow; size reduction likewise on disk. Each variant
+also gets its place on this machine's roofline (``outputs/roofline.json``), from the weight bytes one
+call reads and the precision its runtime computes in (``edgekit.bench.roofline``).
 
 Example:
     >>> summary = select_variants(params, Layout(Path(".")))
@@ -16,39 +20,53 @@ import csv
 import io
 from typing import Any
 
-from edgekit.bench.roofline import encoder_flops, roofline_point
-from edgekit.bench.stats import pooled_samples, ratio_ci
+from edgekit.bench.roofline import bytes_per_weight, compute_precision, encoder_flops, roofline_point, weight_bytes_per_call
+from edgekit.bench.stats import bootstrap_record, process_samples, ratio_ci
 from edgekit.decide.decision import decide
 from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
 from edgekit.params import Params
 
 TABLE_COLUMNS = ("variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "speedup_ci_low", "peak_rss_mb",
-                 "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention", "fairness_score",
-                 "pareto", "verdict")
+                 "memory_reduction", "model_memory_mb", "model_memory_reduction", "size_mb", "cosine_mean", "cosine_min",
+                 "spearman", "retention", "fairness_score", "pareto", "verdict")
+
+
+def _reduction(own: float, base: float) -> float | None:
+    """``1 − own ÷ base``; None for a baseline of 0 (nothing to reduce, so no gate may pass on it)."""
+    return round(1 - own / base, 4) if base > 0 else None
+
+
+def _reduction_range(own: list[float], base: list[float]) -> list[float | None]:
+    """The least and the most reduction that the processes' [min, max] ranges allow."""
+    return [_reduction(own[1], base[0]), _reduction(own[0], base[1])]
 
 
 def _speed(bench: dict, raw: dict, base: dict, base_raw: dict, headline: str, seed: int) -> dict[str, Any]:
-    low, high = ratio_ci(pooled_samples(base_raw)[headline], pooled_samples(raw)[headline], seed=seed)
-    rss, base_rss = bench["scenarios"][headline]["peak_rss_mb_range"], base["scenarios"][headline]["peak_rss_mb_range"]
+    low, high = ratio_ci(process_samples(base_raw)[headline], process_samples(raw)[headline], seed=seed)
+    own, base_scenario = bench["scenarios"][headline], base["scenarios"][headline]
     return {
         "speedup_ci95": [round(low, 3), round(high, 3)],
-        # the least and the most reduction the repeats allow (peak RSS varies a little between processes)
-        "memory_reduction_range": [round(1 - rss[1] / base_rss[0], 4), round(1 - rss[0] / base_rss[1], 4)],
+        "memory_reduction_range": _reduction_range(own["peak_rss_mb_range"], base_scenario["peak_rss_mb_range"]),
+        "model_memory_reduction_range": _reduction_range(own["model_memory_mb_range"], base_scenario["model_memory_mb_range"]),
         "speedup_by_scenario": {k: round(base["scenarios"][k]["p50_ms"] / v["p50_ms"], 3)
                                 for k, v in bench["scenarios"].items() if k in base["scenarios"]},
         "p50_ms_by_scenario": {k: v["p50_ms"] for k, v in bench["scenarios"].items()},
+        "headline_processes": {"variant": own["repeats"], "baseline": base_scenario["repeats"]},
         "unstable": bench["unstable"],
     }
 
 
-def _roofline(bench: dict, model_config: dict, peaks: dict, precision: str, headline: str) -> dict[str, Any]:
+def _roofline(bench: dict, model_config: dict, peaks: dict, runtime: str, precision: str, headline: str) -> dict[str, Any]:
     batch_size, seq_length = (int(part[1:]) for part in headline.split("_"))
     flops = encoder_flops(model_config, batch_size, seq_length)
     seconds = bench["scenarios"][headline]["p50_ms"] / 1000
-    # what the runtime computed in, where it says (OpenVINO runs fp32 and fp16 models in bf16 on CPUs with bf16)
-    computed_in = (bench.get("runtime_settings") or {}).get("inference_precision")
-    return roofline_point(flops, bench["size_mb"] * 2**20, seconds, peaks, precision, computed_in)
+    # what the runtime says it ran (OpenVINO runs fp32 and fp16 models in bf16 on CPUs with bf16)
+    settings = bench.get("runtime_settings") or {}
+    width, width_source = bytes_per_weight(runtime, precision, settings)
+    weight_bytes = weight_bytes_per_call(model_config, batch_size, seq_length, width)
+    point = roofline_point(flops, weight_bytes, seconds, peaks, compute_precision(runtime, precision, settings))
+    return {**point, "bytes_per_weight": round(width, 4), "bytes_per_weight_source": width_source}
 
 
 def _cpu_slowdown(bench: dict, peaks: dict, headline: str) -> float | None:
@@ -72,6 +90,8 @@ def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> di
         "speedup": round(base_scenarios[headline]["p50_ms"] / scenario["p50_ms"], 3),
         "peak_rss_mb": bench["peak_rss_mb"], "size_mb": bench["size_mb"], "load_s": bench["load_s"],
         "memory_reduction": round(1 - bench["peak_rss_mb"] / base["peak_rss_mb"], 4),
+        "model_memory_mb": bench["model_memory_mb"], "model_memory_mb_range": bench["model_memory_mb_range"],
+        "model_memory_reduction": _reduction(bench["model_memory_mb"], base["model_memory_mb"]),
         "size_reduction": round(1 - bench["size_mb"] / base["size_mb"], 4),
         "cosine_mean": quality["cosine_mean"], "cosine_min": quality["cosine_min"],
         "spearman": quality["spearman"], "retention": quality["retention"],
@@ -80,6 +100,8 @@ def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> di
         "quality": {k: v for k, v in quality.items() if k not in ("variant", "runtime", "precision", "status", "fairness", "files_sha256")},
         "fairness": quality.get("fairness"),
         "unstable_scenarios": sorted(k for k, v in bench["scenarios"].items() if v["unstable"]),
+        # the structured reasons per flagged scenario: the gates read their codes
+        "instability": {k: v["instability"] for k, v in bench["scenarios"].items() if v["unstable"]},
     })
     return row
 
@@ -102,12 +124,13 @@ def select_variants(params: Params, layout: Layout) -> dict[str, Any]:
         row = _row(name, bench, read_json(layout.evaluate_metrics(name)), base, headline)
         if row["status"] == "ok":
             row.update(_speed(bench, read_json(layout.benchmark_samples(name)), base, base_raw, headline, params.seed))
-            row["roofline"] = _roofline(bench, model_config, peaks, row["precision"], headline)
+            row["roofline"] = _roofline(bench, model_config, peaks, row["runtime"], row["precision"], headline)
             row["cpu_slowdown"] = _cpu_slowdown(bench, peaks, headline)
         rows[name] = row
     environment = read_json(layout.environment)
     summary = {"baseline": params.baseline, "headline_scenario": headline, "threads": params.threads,
-               "host": host_record(environment), "roofline_peaks": peaks, "variants": rows}
+               "host": host_record(environment), "roofline_peaks": peaks, "bootstrap": bootstrap_record(params.seed),
+               "variants": rows}
     decide(params, layout, summary, environment)
     write_json(layout.summary, summary)
     write_text(layout.plots_dir / "variants.csv", _csv(rows.values()))

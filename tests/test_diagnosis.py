@@ -8,10 +8,22 @@ from edgekit.decide.diagnosis import CLASSES, HINTS, diagnose, diagnose_all, hin
 from edgekit.errors import StageInputError
 
 SHAPES = ((1, 32), (1, 128), (8, 32), (8, 128))  # the default sweep; b1_s32 is the headline
-CONVERGED = {"cv": 0.05, "between_process_spread": 0.02, "unstable": False, "unstable_reasons": [],
+CONVERGED = {"cv": 0.05, "between_process_spread": 0.02, "unstable": False, "instability": [], "unstable_reasons": [],
              "foreign_load_max": 0.0, "steal_share_max": 0.0, "converged": True}
-NOT_CONVERGED = {"unstable": True, "converged": False,
-                 "unstable_reasons": ["median CI did not reach the target within benchmark.max_seconds"]}
+NOT_CONVERGED_TEXT = "median CI did not reach the target within benchmark max seconds in 2 of 2 processes"
+NOT_CONVERGED = {"unstable": True, "converged": False, "unstable_reasons": [NOT_CONVERGED_TEXT],
+                 "instability": [{"code": "not_converged", "processes": [0, 1], "text": NOT_CONVERGED_TEXT}]}
+
+
+def busy(foreign_load: float, steal: float) -> list[dict]:
+    """The harness's ``busy`` entry."""
+    return [{"code": "busy", "processes": [0, 1], "foreign_load_max": foreign_load, "steal_share_max": steal,
+             "text": f"busy machine (foreign load {foreign_load} cores, steal {steal}) in 2 of 6 processes"}]
+
+
+def spread(value: float, limit: float = 0.10) -> list[dict]:
+    """The harness's ``process_spread`` entry (limit: benchmark.max_process_spread)."""
+    return [{"code": "process_spread", "value": value, "limit": limit, "text": f"repeats disagree: spread {value:.1%}"}]
 
 
 def scenarios(fixed_ms: float, ms_per_token: float, shapes=SHAPES, **headline_overrides) -> dict:
@@ -82,41 +94,59 @@ def test_very_low_efficiency_is_overhead_bound_even_without_a_fixed_cost():
 
 
 def test_a_busy_machine_during_the_headline_is_unstable_before_anything_else():
-    busy = ["busy machine (foreign load 1.3, steal 0.0)"]
-    table = scenarios(3.0, 0.02, unstable=True, unstable_reasons=busy, foreign_load_max=1.3)
+    table = scenarios(3.0, 0.02, unstable=True, instability=busy(1.3, 0.0), foreign_load_max=1.3)
     result = diagnose(row("openvino"), bench("openvino", table), "b1_s32")  # would be overhead-bound otherwise
     assert result["class"] == "unstable"
     assert result["evidence"].startswith("because the headline was measured on a busy machine: busy machine (foreign load 1.3")
     assert result["hints"] == list(HINTS["generic"]["unstable"])
 
 
-def test_cpu_steal_above_five_percent_is_unstable():
+def test_cpu_steal_the_harness_judged_busy_is_unstable():
+    table = scenarios(0.3, 0.07, unstable=True, instability=busy(0.0, 0.08), steal_share_max=0.08)
+    result = diagnose(row("llamacpp"), bench("llamacpp", table), "b1_s32")
+    assert result["class"] == "unstable" and "steal 0.08" in result["evidence"]
+
+
+def test_the_diagnosis_has_no_steal_threshold_of_its_own():
+    # steal the harness did not judge busy (below benchmark.busy_steal_share for this run) is not unstable
     result = diagnose(row("llamacpp"), bench("llamacpp", scenarios(0.3, 0.07, steal_share_max=0.08)), "b1_s32")
-    assert result["class"] == "unstable"
-    assert "CPU steal 8% > 5%" in result["evidence"]
+    assert result["class"] == "compute-bound"
 
 
 def test_a_large_spread_between_processes_is_unstable():
-    result = diagnose(row("onnxruntime"), bench("onnxruntime", scenarios(0.3, 0.07, between_process_spread=0.169)), "b1_s32")
+    table = scenarios(0.3, 0.07, unstable=True, between_process_spread=0.169, instability=spread(0.169))
+    result = diagnose(row("onnxruntime"), bench("onnxruntime", table), "b1_s32")
     assert result["class"] == "unstable"
-    assert result["evidence"].startswith("because the headline's repeats differ by 16.9% > 10%")
+    assert result["evidence"].startswith("because the headline's repeats differ by 16.9% > 10% (benchmark.max_process_spread)")
 
 
-def test_spread_at_the_threshold_is_not_unstable():
-    result = diagnose(row("onnxruntime"), bench("onnxruntime", scenarios(0.3, 0.07, between_process_spread=0.10)), "b1_s32")
-    assert result["class"] == "compute-bound"
+def test_the_spread_limit_is_the_harness_s_not_a_constant_of_the_diagnosis():
+    # params.benchmark.max_process_spread = 0.05: the harness flagged 6%, and the diagnosis says 5%
+    table = scenarios(0.3, 0.07, unstable=True, between_process_spread=0.06, instability=spread(0.06, limit=0.05))
+    assert "differ by 6.0% > 5%" in diagnose(row("onnxruntime"), bench("onnxruntime", table), "b1_s32")["evidence"]
+    # and a spread the harness did not flag is not unstable, whatever its size
+    table = scenarios(0.3, 0.07, between_process_spread=0.16)
+    assert diagnose(row("onnxruntime"), bench("onnxruntime", table), "b1_s32")["class"] == "compute-bound"
+
+
+def test_metrics_without_a_structured_instability_record_are_refused():
+    table = scenarios(0.3, 0.07)
+    del table["b1_s32"]["instability"]
+    with pytest.raises(StageInputError, match="no structured instability record"):
+        diagnose(row("onnxruntime"), bench("onnxruntime", table), "b1_s32")
 
 
 def test_slow_scenarios_that_did_not_converge_are_not_unstable():
     table = scenarios(0.3, 0.07)
     table["b8_s128"].update(NOT_CONVERGED, between_process_spread=0.25)
+    table["b1_s32"].update(NOT_CONVERGED)  # not converging is no instability of the machine, even at the headline
     result = diagnose(row("onnxruntime"), bench("onnxruntime", table), "b1_s32")
     assert result["class"] == "compute-bound"
 
 
 def test_busy_flag_on_another_scenario_is_not_unstable():
     table = scenarios(0.3, 0.07)
-    table["b8_s32"].update(unstable=True, unstable_reasons=["busy machine (foreign load 2.1, steal 0.07)"], steal_share_max=0.07)
+    table["b8_s32"].update(unstable=True, instability=busy(2.1, 0.07), steal_share_max=0.07)
     assert diagnose(row("openvino"), bench("openvino", table), "b1_s32")["class"] == "compute-bound"
 
 

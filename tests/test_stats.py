@@ -1,11 +1,20 @@
-"""Latency statistics and the similarity metrics shared by every runtime."""
+"""Latency statistics (percentiles, the hierarchical bootstrap) and the similarity metrics shared by every runtime."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgekit.bench.stats import median_ci, summarize
+from edgekit.bench.stats import (
+    hierarchical_median_ci,
+    median_ci,
+    median_of_medians,
+    process_samples,
+    ratio_ci,
+    resample_medians,
+    summarize,
+    summarize_processes,
+)
 from edgekit.embedding import cosine_rows, pool, rankdata, spearman
 
 ONE_TO_HUNDRED = [float(i) for i in range(1, 101)]
@@ -70,6 +79,85 @@ def test_throughput_uses_total_time_not_the_median():
     summary = summarize([1.0] * 9 + [91.0], batch_size=1, seq_length=16)
     assert summary["p50_ms"] == 1.0
     assert summary["items_per_s"] == pytest.approx(10 / 0.1)
+
+
+def test_resample_medians_have_the_exact_distribution_of_a_resample_median():
+    # n = 3: the median of 3 draws from {a, b, c} is a when at least two draws are a: 7/27, c likewise, b 13/27.
+    rng = np.random.default_rng(0)
+    medians = resample_medians(np.array([3.0, 1.0, 2.0]), 200_000, rng)
+    shares = [np.mean(medians == v) for v in (1.0, 2.0, 3.0)]
+    np.testing.assert_allclose(shares, [7 / 27, 13 / 27, 7 / 27], atol=0.004)
+    # n = 2: both draws a (1/4), both b (1/4), one each (1/2, median (a + b) / 2)
+    medians = resample_medians(np.array([1.0, 3.0]), 200_000, rng)
+    np.testing.assert_allclose([np.mean(medians == v) for v in (1.0, 2.0, 3.0)], [0.25, 0.5, 0.25], atol=0.004)
+
+
+def test_resample_medians_match_brute_force_resampling():
+    rng = np.random.default_rng(5)
+    for n in (40, 41):
+        samples = rng.lognormal(0.0, 0.4, size=n)
+        brute = np.median(samples[rng.integers(0, n, size=(40_000, n))], axis=1)
+        fast = resample_medians(samples, 40_000, rng)
+        quantiles = [2.5, 10, 25, 50, 75, 90, 97.5]
+        np.testing.assert_allclose(np.percentile(fast, quantiles), np.percentile(brute, quantiles), rtol=0.01)
+
+
+def test_every_process_counts_once_whatever_its_sample_count():
+    quiet = [10.0] * 20
+    long_noisy = [12.0] * 2000  # ran to max_seconds
+    other = [10.5] * 20
+    assert median_of_medians([quiet, long_noisy, other]) == 10.5
+    assert np.median(quiet + long_noisy + other) == 12.0  # pooling lets the long process decide
+
+
+def test_a_process_spread_widens_the_interval_and_the_interval_is_seeded():
+    rng = np.random.default_rng(1)
+    together = [rng.normal(10.0, 0.1, 300) for _ in range(6)]
+    apart = [rng.normal(mean, 0.1, 300) for mean in (9.5, 9.8, 10.0, 10.2, 10.4, 10.7)]
+    narrow, wide = hierarchical_median_ci(together, seed=3), hierarchical_median_ci(apart, seed=3)
+    assert narrow[1] - narrow[0] < 0.1 < wide[1] - wide[0]
+    assert wide[0] < median_of_medians(apart) < wide[1]
+    assert hierarchical_median_ci(apart, seed=3) == wide and hierarchical_median_ci(apart, seed=4) != wide
+
+
+def issue_example(rng) -> tuple[list, list]:
+    """Issue 10: two baseline processes at 10.0 and 10.9 ms (the slow one shorter), a 5 ms variant."""
+    base = [10.0 * np.exp(rng.normal(0, 0.01, 300)), 10.9 * np.exp(rng.normal(0, 0.01, 200))]
+    variant = [5.0 * np.exp(rng.normal(0, 0.01, 400)), 5.0 * np.exp(rng.normal(0, 0.01, 400))]
+    return base, variant
+
+
+def test_the_issue_example_pooled_certifies_two_x_the_hierarchical_interval_spans_both_processes():
+    base, variant = issue_example(np.random.default_rng(10))
+    pooled_low, pooled_high = ratio_ci([np.concatenate(base)], [np.concatenate(variant)], seed=0)
+    low, high = ratio_ci(base, variant, seed=0)
+    assert pooled_low > 2.005 and pooled_high - pooled_low < 0.02  # the false certainty the issue reports
+    # the baseline processes alone allow 10.0 / 5 = 2.0 to 10.9 / 5 = 2.18; the interval keeps both
+    assert low < 2.0 * 1.002 and high > 2.18 * 0.998 and high - low > 10 * (pooled_high - pooled_low)
+
+
+def test_summarize_processes_reads_the_median_of_medians_and_pools_the_tail():
+    processes = [[1.0] * 50 + [9.0], [2.0] * 10, [3.0] * 10]
+    summary = summarize_processes(processes, batch_size=1, seq_length=32)
+    assert summary["p50_ms"] == 2.0 and summary["iterations"] == 71
+    pooled = np.concatenate([np.asarray(p) for p in processes])
+    assert summary["p99_ms"] == pytest.approx(np.percentile(pooled, 99), abs=1e-4)
+    low, high = summary["p50_ci95_ms"]
+    assert low <= 2.0 <= high and (low, high) == (1.0, 3.0)  # any of the three processes could be the middle one
+
+
+def test_process_samples_keeps_processes_apart_and_skips_failed_runs():
+    raw = {"scenarios": [{"batch_size": 1, "seq_length": 32, "runs": [
+        {"status": "ok", "samples_ms": [1.0, 2.0]}, {"status": "ok", "samples_ms": [3.0]}, {"status": "failed"}]}]}
+    found = process_samples(raw)["b1_s32"]
+    assert [p.tolist() for p in found] == [[1.0, 2.0], [3.0]]
+
+
+def test_an_empty_process_is_a_stage_input_error():
+    from edgekit.errors import StageInputError
+
+    with pytest.raises(StageInputError, match=r"sample counts \[3, 0\]"):
+        median_of_medians([[1.0, 2.0, 3.0], []])
 
 
 def test_spearman_of_monotone_and_reversed_data():

@@ -1,20 +1,34 @@
-"""A short per-machine calibration (fp32 and int8 GEMM throughput, memory bandwidth) and each
+"""A short per-machine calibration (fp32, int8 and bf16 GEMM throughput, memory bandwidth) and each
 variant's achieved throughput against the roofline bound.
 
 The calibration uses numpy's BLAS for fp32 GEMM, ONNX Runtime's MatMulInteger for int8 (the
 kernel dynamic int8 models run) and OpenVINO's MatMul at bf16 precision for bf16 (what OpenVINO runs
-fp32 and fp16 models in on CPUs with bf16); all at the pipeline's thread count. Energy comes from RAPL
-(powercap) when the machine exposes it, and is "n/a" otherwise — never an estimate. The CPU canary's
-best time is the reference the benchmark worker checks each CPU's speed against.
+fp32 and fp16 models in on CPUs with bf16); all at the pipeline's thread count, the memory bandwidth
+too (one copying thread per pipeline thread: one core cannot saturate the memory bus). Energy comes
+from RAPL (powercap) when the machine exposes it, and is "n/a" otherwise -- never an estimate. The
+CPU canary's best time is the reference the benchmark worker checks each CPU's speed against.
+
+A variant's point on the roofline uses what one call really does:
+
+- **bytes**: the encoder weights one call reads (``weight_bytes_per_call``), at the width the runtime
+  holds them in memory (``bytes_per_weight``); of the embedding table only the gathered rows count.
+  Tokenizer files, the unread table rows and other files on disk do not, so ``size_mb`` is not used.
+- **peak**: the precision the runtime computes the encoder's matrices in (``compute_precision``). Only
+  kernels that multiply int8 by int8 are held to the int8 GEMM peak; weight-only int8 (OpenVINO
+  ``int8-weights`` at bf16), llama.cpp's q8_0 and K-quants and MLX's quantized matrices dequantize and
+  are held to the fp32 or bf16 peak, whichever the runtime says it computed in.
 
 Example:
     >>> peaks = calibrate(threads=2)
-    >>> roofline_point(flops=2.9e9, weight_bytes=22e6, seconds=0.0025, peaks=peaks, precision="int8")
+    >>> compute = compute_precision("onnxruntime", "int8", {})
+    >>> weight_bytes = weight_bytes_per_call(config, 1, 32, bytes_per_weight("onnxruntime", "int8", {})[0])
+    >>> roofline_point(encoder_flops(config, 1, 32), weight_bytes, seconds=0.0017, peaks=peaks, compute=compute)
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +106,22 @@ def gemm_bf16_gflops(threads: int, size: int = GEMM_SIZE, repeats: int = 8) -> f
     return 2 * size**3 / seconds / 1e9
 
 
-def memory_bandwidth_gbs(repeats: int = 5) -> float:
-    """Copy bandwidth: bytes read plus bytes written per second."""
-    source = np.ones(BANDWIDTH_BYTES // 8, dtype=np.float64)
+def _copy_slice(target: np.ndarray, source: np.ndarray) -> None:
+    np.copyto(target, source)  # releases the GIL for plain dtypes, so slices copy in parallel
+
+
+def memory_bandwidth_gbs(threads: int = 1, repeats: int = 5, size_bytes: int = BANDWIDTH_BYTES) -> float:
+    """Copy bandwidth with ``threads`` threads, each copying its own slice: bytes read plus written per second."""
+    source = np.ones(size_bytes // 8, dtype=np.float64)
     target = np.empty_like(source)
-    seconds = _best_seconds(lambda: np.copyto(target, source), repeats)
+    bounds = np.linspace(0, source.size, threads + 1).astype(int)
+    slices = [slice(start, end) for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        def copy_all() -> None:
+            for done in [pool.submit(_copy_slice, target[part], source[part]) for part in slices]:
+                done.result()
+
+        seconds = _best_seconds(copy_all, repeats)
     return 2 * source.nbytes / seconds / 1e9
 
 
@@ -117,11 +142,12 @@ def calibrate(threads: int) -> dict[str, Any]:
         "fp32_gemm_gflops": round(gemm_fp32_gflops(threads), 2),
         "int8_gemm_gops": None if int8 is None else round(int8, 2),
         "bf16_gemm_gflops": None if bf16 is None else round(bf16, 2),
-        "memory_bandwidth_gbs": round(memory_bandwidth_gbs(), 2),
+        "memory_bandwidth_gbs": round(memory_bandwidth_gbs(threads), 2),
         "energy": "rapl" if energy_counter_uj() is not None else "n/a",
         "cpu_canary_ms": canary_reference_ms(),
         "method": "best of repeated runs: numpy matmul (fp32), onnxruntime MatMulInteger (int8), OpenVINO MatMul at "
-                  "bf16 inference precision (bf16), np.copyto (2 x bytes); "
+                  "bf16 inference precision (bf16), np.copyto of a 256 MiB buffer split over "
+                  f"{threads} threads (2 x bytes); "
                   f"CPU canary: a {CANARY_LOOP}-step Python loop pinned to each CPU in turn, best over 5 s",
     }
 
@@ -135,30 +161,103 @@ def encoder_flops(config: dict[str, Any], batch_size: int, seq_length: int) -> f
     return 2.0 * layers * tokens * (projections + attention)
 
 
-def roofline_point(flops: float, weight_bytes: float, seconds: float, peaks: dict[str, Any], precision: str,
-                   computed_in: str | None = None) -> dict[str, Any]:
+# Bytes one weight of an encoder matrix takes in memory while a call reads it, by the variant's precision.
+# llama.cpp block formats (ggml-common.h): q8_0 is 32 int8 + an fp16 scale = 34 bytes per 32 weights;
+# q5_K is 176 bytes per 256 weights (5.5 bits), q4_K 144 per 256 (4.5 bits). The _M mixes keep a few
+# tensors at q6_K (6.56 bits), and rows that are not a multiple of 256 (MiniLM's 384) fall back to
+# q5_0/q5_1 (5.5/6 bits) or q4_0/q4_1 (4.5/5 bits), so these two are lower bounds within about 15%.
+# int8 formats carry per-channel scales (and zero points), under 0.1% of the bytes.
+BYTES_PER_WEIGHT = {
+    "fp32": 4.0, "f32": 4.0, "auto": 4.0, "fp16": 2.0, "f16": 2.0, "bf16": 2.0,
+    "int8": 1.0, "int8-weights": 1.0, "int8-accuracy": 1.0, "int8-static": 1.0,
+    "q8_0": 34 / 32, "q5_k_m": 5.5 / 8, "q4_k_m": 4.5 / 8, "int4": 0.5,
+}
+# MLX affine quantization stores an fp32 scale and bias per group of 64 weights (its group_size default).
+MLX_GROUP_BYTES = 8 / 64
+# OpenVINO's CPU plugin converts float weights to its inference precision when it compiles the model
+# (an fp16 IR is decompressed to f32, an fp32 one compressed to bf16), so that width is what a call reads.
+INFERENCE_WIDTH = {"f32": 4.0, "bf16": 2.0, "f16": 2.0}
+FLOAT_PRECISIONS = ("fp32", "f32", "auto", "fp16", "f16", "bf16")
+# Variants whose encoder matrices run int8 x int8 kernels (VNNI/AMX): dynamic int8 (MatMulInteger) and
+# static int8 (QDQ), in ONNX Runtime and Olive, and OpenVINO's full int8 (NNCF quantize).
+INT8_COMPUTE = {("onnxruntime", "int8"), ("olive", "int8"), ("olive", "int8-static"), ("openvino", "int8"),
+                ("openvino", "int8-accuracy")}
+
+
+def bytes_per_weight(runtime: str, precision: str, settings: dict[str, Any]) -> tuple[float, str]:
+    """Bytes per encoder weight as a call reads it, and where the number comes from.
+
+    Args:
+        settings: the runtime's own report (``runtime_settings`` of the benchmark metrics).
+    """
+    computed_in = settings.get("inference_precision")
+    if runtime == "openvino" and precision in FLOAT_PRECISIONS and computed_in in INFERENCE_WIDTH:
+        return INFERENCE_WIDTH[computed_in], f"OpenVINO converts float weights to its inference precision ({computed_in})"
+    if precision not in BYTES_PER_WEIGHT:
+        return 4.0, f"precision {precision!r} has no known width: fp32 assumed"
+    width = BYTES_PER_WEIGHT[precision]
+    if runtime == "mlx" and width < 2:
+        return width + MLX_GROUP_BYTES, f"{precision} plus an fp32 scale and bias per group of 64"
+    return width, f"{precision} storage width"
+
+
+def compute_precision(runtime: str, precision: str, settings: dict[str, Any]) -> str:
+    """``int8``, ``bf16`` or ``fp32``: what the runtime computes the encoder's matrices in.
+
+    OpenVINO's weight-only int8 quantizes activations on the fly to run int8 kernels only when its
+    inference precision is f32 and dynamic quantization is on (``useDynamicQuantizationImpl`` in
+    openvino's intel_cpu ``dnnl_fullyconnected_primitive.cpp`` requires an f32 source); at bf16 it
+    dequantizes the weights and computes in bf16.
+    """
+    computed_in = settings.get("inference_precision")
+    if (runtime, precision) in INT8_COMPUTE:
+        return "int8"
+    if (runtime, precision) == ("openvino", "int8-weights") and computed_in == "f32" and settings.get("dynamic_quantization_group_size"):
+        return "int8"
+    return "bf16" if computed_in == "bf16" else "fp32"
+
+
+def weight_bytes_per_call(config: dict[str, Any], batch_size: int, seq_length: int, width: float) -> float:
+    """Bytes of weights one encoder call reads.
+
+    The six matrices of every layer at ``width`` bytes per weight; of the embeddings only the rows
+    gathered (one word row per token, one position row per position, one token-type row: the
+    benchmark's batches are all type 0), at the same width; biases and LayerNorm parameters at fp32,
+    which every runtime here keeps them in. The pooler is left out, as in ``encoder_flops``.
+    """
+    hidden, inner, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    matrices = layers * (4 * hidden * hidden + 2 * hidden * inner)
+    vectors = layers * (4 * hidden + inner + hidden + 4 * hidden) + 2 * hidden  # biases, LayerNorms, embedding LayerNorm
+    gathered_rows = batch_size * seq_length + seq_length + 1
+    return (matrices + gathered_rows * hidden) * width + vectors * 4.0
+
+
+PEAKS = {"int8": ("int8_gemm_gops", "int8 GEMM"), "bf16": ("bf16_gemm_gflops", "bf16 GEMM"),
+         "fp32": ("fp32_gemm_gflops", "fp32 GEMM")}
+
+
+def roofline_point(flops: float, weight_bytes: float, seconds: float, peaks: dict[str, Any], compute: str) -> dict[str, Any]:
     """Achieved throughput of one scenario against min(compute peak, intensity × bandwidth).
 
     Args:
-        precision: the variant's precision; int8/q* variants are held to the int8 GEMM peak.
-        computed_in: the precision the runtime reports it computed in (OpenVINO's ``inference_precision``);
-            ``bf16`` is held to the bf16 GEMM peak, as measuring it against fp32 would pass 100%.
+        weight_bytes: the bytes one call reads (``weight_bytes_per_call``).
+        compute: ``compute_precision`` of the variant; a peak this machine has no measurement of
+            (no onnxruntime for int8, no bf16 in OpenVINO) falls back to fp32, and says so.
     """
-    int8 = precision.startswith(("int8", "q8", "q5", "q4", "int4"))
-    if int8 and peaks.get("int8_gemm_gops"):
-        peak, peak_used = peaks["int8_gemm_gops"], "int8 GEMM"
-    elif computed_in == "bf16" and peaks.get("bf16_gemm_gflops"):
-        peak, peak_used = peaks["bf16_gemm_gflops"], "bf16 GEMM"
-    else:
-        peak, peak_used = peaks["fp32_gemm_gflops"], "fp32 GEMM"
+    key, peak_used = PEAKS[compute]
+    if not peaks.get(key):
+        key, peak_used = PEAKS["fp32"][0], f"fp32 GEMM (no {compute} peak measured)"
+    peak = peaks[key]
     intensity = flops / weight_bytes if weight_bytes else float("inf")
     bound = min(peak, intensity * peaks["memory_bandwidth_gbs"])
     achieved = flops / seconds / 1e9
     return {
         "gflops_achieved": round(achieved, 2),
         "arithmetic_intensity": round(intensity, 2),
+        "weight_bytes": int(round(weight_bytes)),
         "bound_gflops": round(bound, 2),
         "bound": "compute" if bound == peak else "memory",
+        "computed_in": compute,
         "peak_used": peak_used,
         "efficiency": round(achieved / bound, 4) if bound else None,
     }

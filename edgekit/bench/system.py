@@ -23,11 +23,40 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 # Environment variables that change how runtimes use threads (recorded with every result).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY",
                     "KMP_BLOCKTIME", "KMP_AFFINITY", "GOMP_SPINCOUNT", "OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA")
+
+
+# ISA extensions that decide which kernels runtimes pick (from /proc/cpuinfo flag names).
+ISA_FLAGS = (
+    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
+    "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16",
+)
+def cpuinfo() -> dict[str, str]:
+    """The first processor block of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the first processor block is enough
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def isa_flags() -> set[str]:
+    """The ISA extensions of ``ISA_FLAGS`` this CPU reports (what decides a runtime's kernels)."""
+    info = cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return {flag for flag in ISA_FLAGS if flag in flags}
 
 
 def _cpu_times() -> list[int]:

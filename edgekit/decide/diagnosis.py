@@ -2,10 +2,13 @@
 
 Each variant gets one class, decided in this order (the first that holds wins):
 
-1. **unstable** — the *headline* scenario was measured on a busy machine (the harness flagged a
-   run for foreign load or CPU steal, or steal above ``STEAL_SHARE``), or its repeats' medians
-   differ by more than ``UNSTABLE_SPREAD``. A slow scenario that merely did not converge within
-   ``benchmark.max_seconds`` is not unstable: its median is still sound, only its CI is wider.
+1. **unstable** — the harness flagged the *headline* scenario ``busy`` (a process measured while
+   other processes took more than ``benchmark.busy_foreign_load`` cores, or the hypervisor stole
+   more than ``benchmark.busy_steal_share``) or ``process_spread`` (its processes' medians differ by
+   more than ``benchmark.max_process_spread``). The diagnosis reads those codes, with the values and
+   limits the harness recorded next to them, from the scenario's ``instability``: it has no
+   thresholds of its own. A slow scenario that merely did not converge (``not_converged``) is not
+   unstable: its median is still sound, only its CI is wider.
 2. **overhead-bound** — a fixed per-call cost dominates: the least-squares fit
    ``p50 = a + c·(batch·seq)`` over all scenarios gives ``a / p50(headline)`` above
    ``OVERHEAD_SHARE``, or the headline reaches less than ``LOW_EFFICIENCY`` of the roofline bound
@@ -31,11 +34,9 @@ import numpy as np
 
 from edgekit.errors import StageInputError
 
-UNSTABLE_SPREAD = 0.10  # between-process spread of the headline's repeat medians
-STEAL_SHARE = 0.05  # the harness's own "busy" threshold for CPU steal (edgekit.bench.system)
+UNSTABLE_CODES = ("busy", "process_spread")  # the harness's instability codes that make a headline unstable
 OVERHEAD_SHARE = 0.5  # fixed per-call cost as a share of the headline p50
 LOW_EFFICIENCY = 0.05  # achieved / roofline bound at the headline
-BUSY_WORDS = ("busy", "foreign load", "steal")  # harness wording: "busy machine (foreign load 1.3, steal 0.06)"
 CLASSES = ("unstable", "overhead-bound", "memory-bound", "compute-bound")
 GENERIC = "generic"
 
@@ -44,7 +45,7 @@ GENERIC = "generic"
 HINTS: dict[str, dict[str, tuple[str, ...]]] = {
     GENERIC: {
         "unstable": ("re-run on an idle machine: the harness records foreign load and CPU steal for every run",
-                     "raise benchmark.repeats and benchmark.unstable_retries so busy runs are retried",
+                     "raise benchmark.headline_repeats and benchmark.unstable_retries so busy runs are retried",
                      "keep other work off the benchmark cores (taskset, or a dedicated runner)"),
         "overhead-bound": ("batch requests: a fixed per-call cost is paid once per batch",
                            "profile one call to find the per-call work (input conversion, allocation, thread wake-up)"),
@@ -134,23 +135,32 @@ def overhead_share(scenarios: dict[str, dict[str, Any]], headline: str) -> float
     return round(float(np.clip(fixed_ms / scenarios[headline]["p50_ms"], 0.0, 1.0)), 4)
 
 
+def instability(scenario: dict[str, Any], key: str = "headline") -> list[dict[str, Any]]:
+    """The harness's structured instability entries of one scenario.
+
+    Raises:
+        StageInputError: the scenario has no ``instability`` record (metrics older than the harness).
+    """
+    if "instability" not in scenario:
+        raise StageInputError(f"the {key} scenario's benchmark metrics have no structured instability record",
+                              "re-run `dvc repro benchmark` so the metrics come from the current harness")
+    return scenario["instability"]
+
+
 def busy_reasons(scenario: dict[str, Any]) -> list[str]:
-    """The reasons the harness gave for a busy machine, plus steal above ``STEAL_SHARE``."""
-    reasons = [r for r in scenario.get("unstable_reasons", []) if any(word in r.lower() for word in BUSY_WORDS)]
-    steal = scenario.get("steal_share_max") or 0.0
-    if steal > STEAL_SHARE and not reasons:
-        reasons.append(f"CPU steal {steal:.0%} > {STEAL_SHARE:.0%}")
-    return reasons
+    """The harness's texts for a busy machine during this scenario (code ``busy``)."""
+    return [entry["text"] for entry in instability(scenario) if entry["code"] == "busy"]
 
 
 def _classify(headline: dict[str, Any], share: float | None, roofline: dict[str, Any]) -> tuple[str, str]:
     """The class and the fact that decided it, following the order in the module docstring."""
-    busy = busy_reasons(headline)
-    spread = headline.get("between_process_spread") or 0.0
-    if busy:
-        return "unstable", "the headline was measured on a busy machine: " + "; ".join(busy)
-    if spread > UNSTABLE_SPREAD:
-        return "unstable", f"the headline's repeats differ by {spread:.1%} > {UNSTABLE_SPREAD:.0%}"
+    flags = {entry["code"]: entry for entry in instability(headline) if entry["code"] in UNSTABLE_CODES}
+    if "busy" in flags:
+        return "unstable", "the headline was measured on a busy machine: " + flags["busy"]["text"]
+    if "process_spread" in flags:
+        spread = flags["process_spread"]
+        return "unstable", (f"the headline's repeats differ by {spread['value']:.1%} > {spread['limit']:.0%} "
+                            "(benchmark.max_process_spread)")
     if share is not None and share > OVERHEAD_SHARE:
         return "overhead-bound", f"fixed per-call cost {share:.0%} of the headline p50 > {OVERHEAD_SHARE:.0%}"
     efficiency = roofline.get("efficiency")
@@ -193,7 +203,7 @@ def diagnose(row: dict[str, Any], bench: dict[str, Any], headline: str) -> dict[
         ``{"class", "evidence", "overhead_share", "hints"}``; ``class`` is one of ``CLASSES``.
 
     Raises:
-        StageInputError: the headline scenario or the roofline point is missing.
+        StageInputError: the headline scenario, its instability record or the roofline point is missing.
     """
     scenarios = bench.get("scenarios") or {}
     if headline not in scenarios or "roofline" not in row:
