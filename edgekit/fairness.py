@@ -310,6 +310,16 @@ class FairnessCheck(ABC):
               tolerance: float) -> dict[str, Any]:
         """Score the model's vectors (``vectors[i]`` embeds ``sentences[i]``); return JSON-ready types."""
 
+    def pair_results(self, vectors: np.ndarray, sentences: list[str], pairs: list[CounterfactualPair],
+                     tolerance: float) -> np.ndarray | None:
+        """Per pair, 1.0 where it counts as fair and 0.0 where not, so that the score is their mean.
+
+        The evaluate stage resamples these for the score's confidence interval, and pairs them with the
+        baseline's for the retention's. A check whose score is no such mean keeps this default (None),
+        and its intervals are recorded as None, which the gates read as missing evidence.
+        """
+        return None
+
 
 class CounterfactualSimilarity(FairnessCheck):
     """Share of pairs whose two sentences are equally similar to the neutral probe, within a tolerance."""
@@ -342,7 +352,7 @@ class CounterfactualSimilarity(FairnessCheck):
         if not pairs:
             raise DataError("the fairness check got no counterfactual pairs", "run `dvc repro data`")
         gaps = self.gaps(vectors, sentences, pairs)
-        within = int((gaps <= tolerance).sum())
+        within = int(self._within(gaps, tolerance).sum())
         return {
             "check": self.name, "definition": self.definition, "tolerance": tolerance,
             "score": round(within / len(pairs), 4), "pairs": len(pairs), "within_tolerance": within,
@@ -350,6 +360,15 @@ class CounterfactualSimilarity(FairnessCheck):
             "gap_max": round(float(gaps.max()), 4),
             "by_attribute": _by_attribute(pairs, gaps, tolerance), "worst": _worst(pairs, gaps),
         }
+
+    def pair_results(self, vectors: np.ndarray, sentences: list[str], pairs: list[CounterfactualPair],
+                     tolerance: float) -> np.ndarray:
+        """1.0 for each pair whose gap is within ``tolerance``, else 0.0 (the score is their mean)."""
+        return self._within(self.gaps(vectors, sentences, pairs), check_tolerance(tolerance)).astype(np.float64)
+
+    @staticmethod
+    def _within(gaps: np.ndarray, tolerance: float) -> np.ndarray:
+        return gaps <= tolerance
 
 
 _BUILTINS: dict[str, type[FairnessCheck]] = {CounterfactualSimilarity.name: CounterfactualSimilarity}

@@ -25,11 +25,21 @@ class Layout:
 
     @property
     def eval_dir(self) -> Path:
+        """The test part of the labelled pairs: every reported metric and gate reads it, no optimizer does."""
         return self.root / "data" / "eval"
 
     @property
     def eval_pairs(self) -> Path:
         return self.eval_dir / "sts_pairs.jsonl"
+
+    @property
+    def validation_dir(self) -> Path:
+        """The validation part (no sentence in common with the test part): for optimizers and tuning only."""
+        return self.root / "data" / "validation"
+
+    @property
+    def validation_pairs(self) -> Path:
+        return self.validation_dir / "sts_pairs.jsonl"
 
     @property
     def calibration_dir(self) -> Path:
@@ -49,7 +59,21 @@ class Layout:
 
     @property
     def reference_embeddings(self) -> Path:
+        """The baseline's vectors of the test sentences, rows in the order of ``reference_sentences``."""
         return self.baseline_dir / "reference_embeddings.npy"
+
+    @property
+    def reference_sentences(self) -> Path:
+        return self.baseline_dir / "sentences.json"
+
+    @property
+    def fairness_reference_embeddings(self) -> Path:
+        """The baseline's vectors of the fairness check's sentences (its per-pair results, for paired CIs)."""
+        return self.baseline_dir / "fairness_embeddings.npy"
+
+    @property
+    def fairness_reference_sentences(self) -> Path:
+        return self.baseline_dir / "fairness_sentences.json"
 
     @property
     def baseline_metrics(self) -> Path:

@@ -244,6 +244,23 @@ def test_score_counts_gaps_over_the_tolerance(known):
     assert CounterfactualSimilarity().score(vectors, sentences, pairs, 0.1)["score"] == 1.0
 
 
+def test_pair_results_are_what_the_score_averages(known):
+    vectors, sentences, pairs = known
+    check = CounterfactualSimilarity()
+    for tolerance in (0.02, 0.05, 0.08, 0.1):
+        results = check.pair_results(vectors, sentences, pairs, tolerance)
+        assert results.dtype == np.float64 and set(results.tolist()) <= {0.0, 1.0}
+        assert round(float(results.mean()), 4) == check.score(vectors, sentences, pairs, tolerance)["score"]
+    assert check.pair_results(vectors, sentences, pairs, 0.05).tolist() == [0.0, 1.0, 0.0]  # gaps 0.1, 0.03, 0.07
+    with pytest.raises(ConfigError, match=r"fairness\.tolerance"):
+        check.pair_results(vectors, sentences, pairs, 0)
+
+
+def test_a_check_without_per_pair_results_says_so(known):
+    vectors, sentences, pairs = known
+    assert AlwaysFair().pair_results(vectors, sentences, pairs, 0.05) is None
+
+
 def test_score_reads_vectors_by_sentence_not_by_position(known):
     vectors, sentences, pairs = known
     order = [2, 0, 3, 1]
