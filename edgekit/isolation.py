@@ -1,9 +1,12 @@
 """Run one function in a fresh interpreter, with a time limit, and bring back its result.
 
 A runtime that segfaults, hangs or leaks cannot take the pipeline down with it: the stage records
-the variant as failed with the reason and the other variants go on. The child's own
-``EdgekitError`` (bad input, a missing dependency) is raised again in the parent, because it is the
-user's to fix, not the variant's result.
+the variant as failed with the reason and the other variants go on. So does a runtime that says
+it cannot make or run the variant: an ``EdgekitError`` raised in the child comes back as the
+variant's record (``EdgekitError.variant_record``: ``failed`` with the error and its hint, or
+``skipped`` for a model the runtime does not support or a runtime that is not installed). Only an
+error about the project itself (``stops_pipeline``: bad params, a stale or tampered input) is
+raised again in the parent, because the user must fix it before any variant can run.
 
 Example:
     >>> result = run_child("edgekit.bench.worker:run", request, timeout=900, setting="benchmark.timeout_seconds")
@@ -24,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError, VariantError
+from edgekit.errors import EdgekitError
 from edgekit.fsutil import write_json
 
 _EDGEKIT_ERROR_EXIT = 3
@@ -45,7 +48,10 @@ def _failure(returncode: int, stderr: str) -> dict[str, Any]:
 
 
 def run_child(target: str, payload: dict[str, Any], timeout: float, setting: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Call ``module:function(payload)`` in a new process; return ``{"status": "ok", **result}`` or a failure.
+    """Call ``module:function(payload)`` in a new process; return ``{"status": "ok", **result}`` or why not.
+
+    Why not is a ``failed`` record (crash, time-out, or an ``EdgekitError`` of the variant) or a
+    ``skipped`` one (the runtime does not support the model, or is not installed).
 
     Args:
         target: ``module:function``; the function takes the payload dict and returns a JSON-able dict.
@@ -55,7 +61,7 @@ def run_child(target: str, payload: dict[str, Any], timeout: float, setting: str
         env: the child's environment (default: this process's).
 
     Raises:
-        EdgekitError: the child raised one (its message and hint are kept).
+        EdgekitError: the child raised one that ``stops_pipeline`` (its message and hint are kept).
     """
     with tempfile.TemporaryDirectory(prefix="edgekit-child-") as scratch:
         request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
@@ -74,11 +80,20 @@ def run_child(target: str, payload: dict[str, Any], timeout: float, setting: str
             child.communicate()
             return {"status": "failed", "error": f"timed out after {timeout:.0f} s ({setting})"}
         if child.returncode == _EDGEKIT_ERROR_EXIT and result.is_file():
-            error = json.loads(result.read_text())
-            raise EdgekitError(error["message"], error["hint"])
+            return _edgekit_error_outcome(json.loads(result.read_text()), stderr)
         if child.returncode != 0 or not result.is_file():
             return _failure(child.returncode, stderr)
         return {"status": "ok", **json.loads(result.read_text())}
+
+
+def _edgekit_error_outcome(error: dict[str, Any], stderr: str) -> dict[str, Any]:
+    """The variant's record for an ``EdgekitError`` the child raised, or the error again if it stops the pipeline."""
+    if error["stops_pipeline"]:
+        raise EdgekitError(error["message"], error["hint"])
+    record = error["record"]
+    if record["status"] == "failed":
+        record["stderr"] = _tail(stderr)  # the child's traceback, for whoever debugs the runtime
+    return record
 
 
 # Runtimes that phone home when imported: onnxruntime 1.32's Linux wheel resolves a telemetry host and
@@ -95,11 +110,10 @@ def main(argv: list[str]) -> int:
     function = getattr(importlib.import_module(module_name), function_name)
     try:
         write_json(result_path, function(request["payload"]))
-    except VariantError:
-        traceback.print_exc()  # the variant's own failure: recorded as failed by the parent
-        return 1
     except EdgekitError as exc:
-        write_json(result_path, {"message": exc.message, "hint": exc.hint})
+        traceback.print_exc()
+        write_json(result_path, {"message": exc.message, "hint": exc.hint, "stops_pipeline": exc.stops_pipeline,
+                                 "record": exc.variant_record()})
         return _EDGEKIT_ERROR_EXIT
     except BaseException:
         traceback.print_exc()

@@ -53,3 +53,9 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
     if extra:
         raise IntegrityError(f"{folder} holds files the manifest does not list: {', '.join(extra)}", fix)
     return manifest
+
+
+def status_record(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The fields a later stage copies from a variant's manifest (and why it was not made, if so)."""
+    keys = ("variant", "runtime", "precision", "status", "reason", "install", "error", "hint", "files_sha256")
+    return {k: manifest[k] for k in keys if k in manifest}

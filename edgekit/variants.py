@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 
 from edgekit import __version__
-from edgekit.data import load_eval_pairs, read_sentences, unique_sentences
+from edgekit.data import load_eval_pairs, load_validation_pairs, read_sentences, unique_sentences
 from edgekit.deps import probe
 from edgekit.embedding import TextEncoder
 from edgekit.errors import StageInputError, install_command
-from edgekit.evaluate import embed, fidelity, task_metric
+from edgekit.evaluate import embed, fairness_record, quality
 from edgekit.fsutil import read_json, staged_dir, write_json
 from edgekit.isolation import run_child
 from edgekit.layout import Layout
-from edgekit.manifest import read_manifest, verify_manifest, write_manifest
+from edgekit.manifest import read_manifest, status_record, verify_manifest, write_manifest
 from edgekit.params import Params, parse_params
 from edgekit.runtimes import get_runtime
 from edgekit.runtimes.base import OptimizeContext
@@ -52,12 +52,21 @@ def _payload(params: Params, layout: Layout, name: str, **extra: Any) -> dict[st
 
 
 def _unpack(payload: dict[str, Any]) -> tuple[Params, Layout, Any]:
-    params = parse_params(payload["params"])
+    params = parse_params(payload["params"], deep=(payload["variant"],))
     return params, Layout(Path(payload["root"])), params.variant(payload["variant"])
 
 
 def optimize_variant(params: Params, layout: Layout, name: str) -> dict[str, Any]:
-    """Make models/variants/<name> with its manifest; return the manifest."""
+    """Make models/variants/<name> with its manifest; return the manifest.
+
+    A variant that cannot be made is still a manifest: ``skipped`` (runtime not installed, or it
+    does not support the model: ``reason``) or ``failed`` (crash, time-out, or the runtime's own
+    error: ``error`` and ``hint``), so the later stages record it and the pipeline goes on.
+
+    Raises:
+        StageInputError: the baseline stage has not run.
+        EdgekitError: the runtime's child raised an error that ``stops_pipeline`` (a project error).
+    """
     variant = params.variant(name)
     config = get_runtime(variant.runtime)
     source = layout.source_model
@@ -82,6 +91,7 @@ def optimize_variant(params: Params, layout: Layout, name: str) -> dict[str, Any
 
 
 def _optimize_outcome(result: dict[str, Any], layout: Layout, out: Path) -> dict[str, Any]:
+    """The manifest fields for the child's result; a variant not made keeps only its record."""
     if result["status"] != "ok":
         _clear(out)  # no half-made model files next to a failed manifest
         return result
@@ -101,10 +111,11 @@ def optimize_in_child(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _context(params: Params, layout: Layout, scratch: Path) -> OptimizeContext:
+    # Validation pairs only: an optimizer that tuned on the test pairs would grade its own homework.
     return OptimizeContext(
         calibration=read_sentences(layout.calibration),
-        eval_pairs=load_eval_pairs(layout),
-        baseline_metric=read_json(layout.baseline_metrics)["spearman"],
+        validation_pairs=load_validation_pairs(layout),
+        baseline_metric=_baseline_validation_metric(layout),
         max_seq_length=params.model.max_seq_length,
         pooling=read_json(layout.source_model / "embedding.json"),
         seed=params.seed,
@@ -112,14 +123,17 @@ def _context(params: Params, layout: Layout, scratch: Path) -> OptimizeContext:
     )
 
 
-def status_record(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The fields a later stage copies from a variant's manifest (and why it was not made, if so)."""
-    keys = ("variant", "runtime", "precision", "status", "reason", "install", "error", "files_sha256")
-    return {k: manifest[k] for k in keys if k in manifest}
+def _baseline_validation_metric(layout: Layout) -> float:
+    metrics = read_json(layout.baseline_metrics)
+    if "spearman_validation" not in metrics:
+        raise StageInputError(f"{layout.baseline_metrics} has no spearman_validation (made before the validation split)",
+                              "run `dvc repro baseline`")
+    return metrics["spearman_validation"]
 
 
 def evaluate_variant(params: Params, layout: Layout, name: str) -> dict[str, Any]:
-    """Task metric, retention and fidelity of one variant; written to metrics/evaluate/<name>.json."""
+    """Task metric, retention (with its CI) and fidelity on the test pairs, and the fairness check, of one
+    variant; written to metrics/evaluate/<name>.json."""
     params.variant(name)
     folder = layout.variant_dir(name)
     manifest = read_manifest(folder)
@@ -134,7 +148,7 @@ def evaluate_variant(params: Params, layout: Layout, name: str) -> dict[str, Any
 
 
 def evaluate_in_child(payload: dict[str, Any]) -> dict[str, Any]:
-    """Child side of ``evaluate_variant``: embed the evaluation sentences and score them."""
+    """Child side of ``evaluate_variant``: embed the test and fairness sentences and score them."""
     params, layout, variant = _unpack(payload)
     folder = layout.variant_dir(variant.name)
     config = get_runtime(variant.runtime)
@@ -142,29 +156,32 @@ def evaluate_in_child(payload: dict[str, Any]) -> dict[str, Any]:
     backend.load(folder)
     pairs = load_eval_pairs(layout)
     sentences = unique_sentences(pairs)
-    reference = np.load(layout.reference_embeddings)
-    if reference.shape[0] != len(sentences):
-        raise StageInputError(f"{layout.reference_embeddings} has {reference.shape[0]} rows for {len(sentences)} sentences",
-                              "run `dvc repro baseline`")
+    reference = _reference(layout.reference_embeddings, layout.reference_sentences, sentences)
     encoder = TextEncoder(folder, params.model.max_seq_length)
-    vectors = embed(backend, encoder, sentences, params.evaluate_batch_size, read_json(folder / "embedding.json"))
-    metric = task_metric(vectors, sentences, pairs)
-    baseline = read_json(layout.baseline_metrics)["spearman"]
-    return {
-        "spearman": round(metric, 4),
-        "retention": round(metric / baseline, 6) if baseline else None,
-        **fidelity(vectors, reference),
-        "pairs": len(pairs),
-        "fairness": _fairness(params, layout, backend, encoder, read_json(folder / "embedding.json")),
-    }
+    pooling = read_json(folder / "embedding.json")
+    vectors = embed(backend, encoder, sentences, params.evaluate_batch_size, pooling)
+    return {**quality(vectors, reference, sentences, pairs, params.seed),
+            "fairness": _fairness(params, layout, backend, encoder, pooling)}
+
+
+def _reference(vectors_path: Path, sentences_path: Path, sentences: list[str]) -> np.ndarray:
+    """The baseline's vectors of ``sentences``; a baseline made for other sentences is stale."""
+    if read_json(sentences_path) != sentences:
+        raise StageInputError(f"{sentences_path} lists other sentences than the data stage wrote (stale baseline)",
+                              "run `dvc repro baseline`")
+    reference = np.load(vectors_path)
+    if reference.shape[0] != len(sentences):
+        raise StageInputError(f"{vectors_path} has {reference.shape[0]} rows for {len(sentences)} sentences", "run `dvc repro baseline`")
+    return reference
 
 
 def _fairness(params: Params, layout: Layout, backend, encoder: TextEncoder, pooling: dict) -> dict[str, Any]:
-    """The fairness check on this variant's own embeddings of the counterfactual sentences."""
+    """The fairness check on this variant's own embeddings of the counterfactual sentences, against the baseline's."""
     from edgekit.fairness import get_fairness_check, load_fairness_set
 
     check = get_fairness_check(params.fairness.check)
     pairs = load_fairness_set(layout.fairness_dir)
     sentences = check.sentences(pairs)
     vectors = embed(backend, encoder, sentences, params.evaluate_batch_size, pooling)
-    return check.score(vectors, sentences, pairs, params.fairness.tolerance)
+    reference = _reference(layout.fairness_reference_embeddings, layout.fairness_reference_sentences, sentences)
+    return fairness_record(check, vectors, reference, sentences, pairs, params.fairness.tolerance, params.seed)

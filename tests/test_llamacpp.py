@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -294,3 +295,27 @@ def test_inputs_llama_cpp_cannot_take_raise_instead_of_aborting(baseline_project
     pair["token_type_ids"][0, 1:] = 1
     with pytest.raises(Exception, match="ignores token_type_ids"):
         backend.run(pair)
+
+
+@pytest.mark.llamacpp
+@pytest.mark.slow
+@pytest.mark.parametrize(("architecture", "refusal"), [
+    ("BertModel", None),
+    ("DistilBertModel", None),  # mapped onto llama.cpp's BERT graph
+    ("LlamaForCausalLM", "runs BERT-family encoders, and 'LlamaForCausalLM' is a 'llama' model"),
+    ("EdgekitTestModel", "cannot convert architecture 'EdgekitTestModel' (model_type 'edgekit-test')"),
+])
+def test_architectures_the_converter_cannot_embed_are_refused_before_converting(tmp_path, architecture, refusal):
+    from edgekit.errors import UnsupportedModelError
+
+    try:
+        source = converter.converter_source()
+    except converter.ConverterUnavailableError as exc:
+        pytest.skip(f"PyPI not reachable for the first fetch: {exc}")
+    (tmp_path / "config.json").write_text(f'{{"architectures": ["{architecture}"], "model_type": "edgekit-test"}}')
+    if refusal is None:
+        assert converter.check_architecture(source, tmp_path) == architecture
+        return
+    with pytest.raises(UnsupportedModelError, match=re.escape(refusal)) as error:
+        converter.check_architecture(source, tmp_path)
+    assert "DistilBertModel" in error.value.hint and error.value.variant_record()["status"] == "skipped"

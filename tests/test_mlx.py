@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgekit.embedding import TextEncoder
-from edgekit.errors import ConfigError, EdgekitError
+from edgekit.errors import ConfigError, EdgekitError, UnsupportedModelError
 from edgekit.layout import Layout
 from edgekit.runtimes import get_runtime
 from edgekit.runtimes.base import OptimizeContext
@@ -103,8 +103,9 @@ def test_an_unsupported_model_type_is_refused_by_name(baseline_project, tmp_path
     source.mkdir()
     config = json.loads((Layout(baseline_project).source_model / "config.json").read_text())
     (source / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
-    with pytest.raises(EdgekitError, match="model_type 'gpt2'; it supports: bert"):
+    with pytest.raises(UnsupportedModelError, match="model_type 'gpt2'; it supports: bert") as error:
         make_variant(source, tmp_path / "out", "fp32", tmp_path)
+    assert error.value.variant_record()["status"] == "skipped"  # the pipeline records it and goes on
 
 
 @pytest.mark.mlx

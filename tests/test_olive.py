@@ -178,14 +178,14 @@ def test_loading_a_variant_imports_neither_olive_nor_torch(olive_variants):
 @pytest.mark.olive
 @pytest.mark.slow
 def test_int8_static_without_calibration_sentences_says_how_to_fix(baseline_project, tmp_path):
-    from edgekit.errors import StageInputError
+    from edgekit.errors import DataError
     from edgekit.runtimes.base import OptimizeContext
     from edgekit.runtimes.olive.backend import OliveBackend
     from edgekit.runtimes.olive.config import OliveOptions
 
     context = OptimizeContext(
         calibration=[],
-        eval_pairs=[],
+        validation_pairs=[],
         baseline_metric=0.0,
         max_seq_length=128,
         pooling={"pooling": "mean", "normalize": True},
@@ -193,8 +193,9 @@ def test_int8_static_without_calibration_sentences_says_how_to_fix(baseline_proj
         scratch=tmp_path,
     )
     backend = OliveBackend("int8-static", OliveOptions(), threads=2)
-    with pytest.raises(StageInputError, match="calibration_size"):
+    with pytest.raises(DataError, match="calibration_size") as error:
         backend.workflow_config(Layout(baseline_project).source_model, tmp_path / "olive", context)
+    assert not error.value.stops_pipeline  # only this variant needs calibration: it fails, the others go on
 
 
 def test_config_imports_without_olive_onnxruntime_or_torch():

@@ -20,7 +20,7 @@ from edgekit.fsutil import read_json, sha256_file
 from edgekit.layout import Layout
 from edgekit.manifest import verify_manifest
 from edgekit.params import load_params
-from edgekit.runtimes import get_runtime, runtimes
+from edgekit.runtimes import clear_cache, get_runtime, runtimes
 
 
 def conformance_cases() -> list:
@@ -115,6 +115,7 @@ def test_peak_rss_is_the_worker_own_even_from_a_big_parent(baseline_project):
 PLUGIN = """
 import dataclasses, os, time
 from edgekit.deps import Dependency
+from edgekit.errors import UnsupportedModelError, VariantError
 from edgekit.runtimes.base import Backend, Options, RuntimeConfig
 
 
@@ -126,6 +127,10 @@ class NoOptions(Options):
 class Misbehaving(Backend):
     def optimize(self, source, out, context):
         (out / "partial.bin").write_bytes(b"half")
+        if self.precision == "unsupported":
+            raise UnsupportedModelError("the crash runtime cannot run model_type 'bert'", "use the pytorch runtime")
+        if self.precision == "refuse":
+            raise VariantError("the crash runtime has no kernel for this layer", "use precision raise instead")
         if self.precision == "abort":
             os.abort()  # a native crash, as a converter segfault would be
         if self.precision == "hang":
@@ -146,7 +151,7 @@ class GhostConfig(RuntimeConfig):
 
 
 class CrashConfig(RuntimeConfig):
-    name, extra, precisions, options = "crash", "crash", ("raise", "abort", "hang"), NoOptions
+    name, extra, precisions, options = "crash", "crash", ("raise", "abort", "hang", "unsupported", "refuse"), NoOptions
     dependencies = ()
     backend_path = "edgekit_test_plugin:Misbehaving"
 """
@@ -163,9 +168,9 @@ def plugin_runtimes(tmp_path, monkeypatch):
         "[edgekit.runtimes]\nghost = edgekit_test_plugin:GhostConfig\ncrash = edgekit_test_plugin:CrashConfig\n")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(site), os.environ.get("PYTHONPATH")))))
-    runtimes.cache_clear()
+    clear_cache()
     yield
-    runtimes.cache_clear()
+    clear_cache()
 
 
 @pytest.mark.pytorch
@@ -175,7 +180,8 @@ def test_missing_and_misbehaving_runtimes_are_recorded_and_the_rest_go_on(baseli
     # A separate params file: the shared project's params.yaml must stay valid without these runtimes.
     extra = None
     for name, spec in {"ghost-fp32": ("ghost", "fp32"), "crash-raise": ("crash", "raise"),
-                       "crash-abort": ("crash", "abort"), "crash-hang": ("crash", "hang")}.items():
+                       "crash-abort": ("crash", "abort"), "crash-hang": ("crash", "hang"),
+                       "crash-unsupported": ("crash", "unsupported"), "crash-refuse": ("crash", "refuse")}.items():
         extra = with_variant(baseline_project, name, {"runtime": spec[0], "precision": spec[1]}, "params-extra.yaml")
     params = yaml.safe_load(extra.read_text())
     params["optimize"] = {"timeout_seconds": 5}
@@ -200,6 +206,23 @@ def test_missing_and_misbehaving_runtimes_are_recorded_and_the_rest_go_on(baseli
     assert hung["status"] == "failed"
     assert hung["error"] == "timed out after 5 s (optimize.timeout_seconds)"
 
-    for name, status in (("ghost-fp32", "skipped"), ("crash-raise", "failed"), ("crash-hang", "failed")):
-        assert api.benchmark(name, baseline_project, extra)["status"] == status
-        assert api.evaluate(name, baseline_project, extra)["status"] == status
+    # A runtime that says it cannot make the variant is that variant's record, not the stage's error.
+    unsupported = api.optimize("crash-unsupported", baseline_project, extra)
+    assert unsupported["status"] == "skipped"
+    assert unsupported["reason"] == "the crash runtime cannot run model_type 'bert'; use the pytorch runtime"
+    assert unsupported["hint"] == "use the pytorch runtime"
+    refused = api.optimize("crash-refuse", baseline_project, extra)
+    assert refused["status"] == "failed"
+    assert refused["error"] == "VariantError: the crash runtime has no kernel for this layer; use precision raise instead"
+    assert refused["hint"] == "use precision raise instead"
+    assert not (layout.variant_dir("crash-refuse") / "partial.bin").exists()
+
+    later = {}
+    for name, status in (("ghost-fp32", "skipped"), ("crash-raise", "failed"), ("crash-hang", "failed"),
+                         ("crash-unsupported", "skipped"), ("crash-refuse", "failed")):
+        for stage in (api.benchmark, api.evaluate):
+            record = later[name, stage.__name__] = stage(name, baseline_project, extra)
+            assert record["status"] == status, (name, record)
+            assert record.get("reason") or record.get("error"), record  # with why, for the report
+    assert later["crash-unsupported", "evaluate"]["hint"] == "use the pytorch runtime"
+    assert later["crash-refuse", "benchmark"]["hint"] == "use precision raise instead"

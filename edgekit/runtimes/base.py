@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgekit.deps import Dependency, probe, require
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, UnsupportedModelError
+from edgekit.fsutil import read_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +62,10 @@ class OptimizeContext:
 
     Attributes:
         calibration: unlabeled sentences for calibration (static quantization).
-        eval_pairs: the labeled evaluation pairs, for accuracy-aware optimizers.
-        baseline_metric: the baseline's task metric (Spearman ×100) on ``eval_pairs``.
+        validation_pairs: the labeled validation pairs (data/validation), for accuracy-aware optimizers
+            and any tuning. The test pairs that results are reported on are deliberately not here: they
+            share no sentence with these, so a variant is never graded on what it was tuned on.
+        baseline_metric: the baseline's task metric (Spearman ×100) on ``validation_pairs``.
         max_seq_length: tokens kept per sentence.
         pooling: ``{"pooling": "mean"|"cls"|"max", "normalize": bool}`` of the model.
         seed: the pipeline seed.
@@ -69,7 +73,7 @@ class OptimizeContext:
     """
 
     calibration: list[str]
-    eval_pairs: list
+    validation_pairs: list
     baseline_metric: float
     max_seq_length: int
     pooling: dict[str, Any]
@@ -98,6 +102,8 @@ class RuntimeConfig:
         backend_path: ``module:Class`` of its heavy backend.
         fidelity_floor: per precision, the minimum fidelity the conformance suite accepts.
         conformance_options: per precision, extra (options, floor) pairs the conformance suite also runs.
+        runs_on: other runtimes whose code its variants run (Olive's models run on ONNX Runtime); their
+            folders are part of what its pipeline stages import.
     """
 
     name: ClassVar[str]
@@ -109,6 +115,7 @@ class RuntimeConfig:
     backend_path: ClassVar[str]
     fidelity_floor: ClassVar[dict[str, FidelityFloor]] = {}
     conformance_options: ClassVar[dict[str, tuple[tuple[dict[str, Any], FidelityFloor], ...]]] = {}
+    runs_on: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def devices(cls) -> list[str]:
@@ -160,3 +167,46 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """Settings the runtime actually used (threads, providers, precision), for the record."""
         return {"threads": self.threads}
+
+
+# The transformers encoder a model folder maps to, for every runtime that starts from the PyTorch model
+# (PyTorch runs it; ONNX Runtime and Olive export it). It lives here, beside the interface every runtime
+# imports, so a variant's pipeline stages import no other runtime's folder (dvc.yaml lists one per variant).
+_UNSUPPORTED_FIX = "use another runtime for this model, or remove this variant from params.yaml"
+
+
+def model_type(folder: Path) -> str:
+    """``model_type`` of ``folder/config.json`` ('' when absent)."""
+    return str(read_json(Path(folder) / "config.json").get("model_type", ""))
+
+
+def encoder_class(folder: Path, runtime: str) -> type:
+    """The transformers class ``AutoModel`` builds for ``folder`` (the bare encoder, no task head).
+
+    Raises:
+        UnsupportedModelError: transformers does not know the model_type, or has no AutoModel for it.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (ValueError, KeyError) as exc:  # transformers raises these for a model_type it does not know
+        raise UnsupportedModelError(
+            f"the {runtime} runtime cannot load model_type {model_type(folder)!r}: transformers does not know it ({exc})", _UNSUPPORTED_FIX
+        ) from exc
+    if type(config) not in MODEL_MAPPING:
+        raise UnsupportedModelError(f"the {runtime} runtime cannot run model_type {config.model_type!r}: "
+                                    "transformers has no AutoModel (bare encoder) for it", _UNSUPPORTED_FIX)
+    return MODEL_MAPPING[type(config)]
+
+
+def encoder_kwargs(model_class: type) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments that leave out the pooler, where the class has one.
+
+    edgekit pools the last hidden state itself; BERT's pooler (dense + tanh on the CLS token)
+    would be computed on every call and never read. ONNX and OpenVINO exports drop it too.
+    """
+    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        return {"add_pooling_layer": False}
+    return {}

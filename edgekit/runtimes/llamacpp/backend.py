@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekit.errors import EdgekitError
 from edgekit.runtimes.base import Backend, OptimizeContext
-from edgekit.runtimes.llamacpp.converter import ConversionError, convert, converter_source, describe_gguf
+from edgekit.runtimes.llamacpp.converter import ConversionError, check_architecture, convert, converter_source, describe_gguf
 
 MODEL_FILE = "model.gguf"
 # The converter writes these itself (``--outtype``); the K-quants need llama.cpp's quantizer.
@@ -95,7 +95,8 @@ class LlamaCppBackend(Backend):
     def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
         started = time.perf_counter()
         converter = converter_source()
-        record: dict[str, Any] = {"converter": converter.record(), "steps": [], "seconds": {}}
+        architecture = check_architecture(converter, source)  # before any work: an architecture llama.cpp lacks is skipped
+        record: dict[str, Any] = {"converter": converter.record(), "architecture": architecture, "steps": [], "seconds": {}}
         record["seconds"]["fetch"] = round(time.perf_counter() - started, 2)
         target = out / MODEL_FILE
         if self.precision in _CONVERTER_OUTTYPES:

@@ -17,11 +17,13 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError, IntegrityError
+from edgekit.errors import EdgekitError, IntegrityError, UnsupportedModelError
 from edgekit.fsutil import file_digests, fsync_dir, sha256_file, tree_digest, write_json
 
 DISTRIBUTION = "llama-cpp-python"
@@ -288,16 +290,61 @@ def child_env(source: ConverterSource) -> dict[str, str]:
     return env
 
 
+# The converter module of the encoders llama.cpp embeds with llama_encode (BERT, DistilBERT, RoBERTa, ...).
+ENCODER_MODULE = "bert"
+
+
+def architecture_table(source: ConverterSource) -> dict[str, str] | None:
+    """HF architecture → converter module, read (not imported) from ``conversion/__init__.py``.
+
+    None when the tree predates that table (the converter then answers for itself when it runs).
+    """
+    path = source.root / "conversion" / "__init__.py"
+    if not path.is_file():
+        return None
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "TEXT_MODEL_MAP":
+            return ast.literal_eval(node.value)
+    return None
+
+
+def check_architecture(source: ConverterSource, model: Path) -> str:
+    """The model's HF architecture, if the converter makes an encoder llama.cpp can embed with; else refuse.
+
+    Raises:
+        UnsupportedModelError: the converter does not know the architecture, or it is not a BERT-family encoder.
+    """
+    config = json.loads((model / "config.json").read_text())
+    architecture = (config.get("architectures") or [""])[0]
+    table = architecture_table(source)
+    if table is None:
+        return architecture
+    encoders = sorted(name for name, module in table.items() if module == ENCODER_MODULE)
+    fix = f"use another runtime for this model; llama.cpp's converter embeds: {', '.join(encoders)}"
+    if architecture not in table:
+        raise UnsupportedModelError(
+            f"the llamacpp runtime cannot convert architecture {architecture!r} (model_type {config.get('model_type')!r}): "
+            f"llama.cpp's converter (llama-cpp-python {source.version}) does not know it", fix)
+    if table[architecture] != ENCODER_MODULE:
+        raise UnsupportedModelError(
+            f"the llamacpp runtime runs BERT-family encoders, and {architecture!r} is a {table[architecture]!r} model", fix)
+    return architecture
+
+
 def convert(source: ConverterSource, model: Path, out: Path, outtype: str) -> None:
     """Run convert_hf_to_gguf.py on the Hugging Face folder ``model``, writing ``out``.
 
     Raises:
-        ConversionError: the converter exited non-zero (its last lines are in the message).
+        UnsupportedModelError: the converter says it does not support the architecture.
+        ConversionError: the converter exited non-zero otherwise (its last lines are in the message).
     """
     command = [sys.executable, str(source.root / SCRIPT), str(model), "--outtype", outtype, "--outfile", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, env=child_env(source))
     if result.returncode != 0 or not out.is_file():
         tail = " | ".join(result.stderr.strip().splitlines()[-5:])
+        if re.search(r"Model \S+ is not supported", tail):  # convert_hf_to_gguf.py's words for an architecture it lacks
+            raise UnsupportedModelError(f"llama.cpp's converter refused {model}: {tail}",
+                                        "use another runtime for this model (llama.cpp embeds BERT-family encoders)")
         raise ConversionError(
             f"{SCRIPT} failed on {model} (outtype {outtype}, exit {result.returncode}): {tail}",
             "check that the model's architecture is one llama.cpp supports (BERT family for embeddings)",

@@ -72,7 +72,11 @@ def device_name(device: mx.Device) -> str:
 
 
 def build_model(folder: Path) -> BertEncoder:
-    """An uninitialized encoder shaped by ``folder/config.json``."""
+    """An uninitialized encoder shaped by ``folder/config.json``.
+
+    Raises:
+        UnsupportedModelError: the config is not one this BERT encoder computes correctly.
+    """
     return BertEncoder(BertConfig.from_hf(read_json(folder / "config.json")))
 
 
@@ -120,8 +124,10 @@ def _save_weights(model: nn.Module, out: Path) -> None:
 class MlxBackend(Backend):
     def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
         started = time.perf_counter()
+        # First, before any work: an architecture this encoder would compute wrongly is refused (skipped).
+        config = BertConfig.from_hf(read_json(source / "config.json"))
         mx.set_default_device(select_device(self.options.device))
-        model = build_model(source)
+        model = BertEncoder(config)
         load_hf_weights(model, _read_source_weights(source))
         fp32_bytes = parameter_bytes(model)
         bits, group_size = BITS[self.precision], self.options.group_size

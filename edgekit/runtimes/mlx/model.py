@@ -21,7 +21,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from edgekit.errors import EdgekitError, ModelSourceError
+from edgekit.errors import ModelSourceError, UnsupportedModelError
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 # HF's ACT2FN names: "gelu" is the exact erf form BERT was trained with; the tanh forms are
@@ -49,18 +49,18 @@ class BertConfig:
         """Read an HF config dict; refuse architectures this encoder would compute wrongly.
 
         Raises:
-            EdgekitError: the model_type, position embedding type or activation is not supported.
+            UnsupportedModelError: the model_type, position embedding type or activation is not supported.
         """
         model_type = raw.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
-            raise EdgekitError(
+            raise UnsupportedModelError(
                 f"the mlx runtime cannot run model_type {model_type!r}; it supports: {', '.join(SUPPORTED_MODEL_TYPES)}", _FIX
             )
         position = raw.get("position_embedding_type", "absolute")
         if position != "absolute":
-            raise EdgekitError(f"the mlx BERT encoder supports absolute position embeddings, not {position!r}", _FIX)
+            raise UnsupportedModelError(f"the mlx BERT encoder supports absolute position embeddings, not {position!r}", _FIX)
         if raw.get("hidden_act", "gelu") not in _ACTIVATIONS:
-            raise EdgekitError(
+            raise UnsupportedModelError(
                 f"the mlx BERT encoder has no activation {raw['hidden_act']!r}; it has: {', '.join(_ACTIVATIONS)}", _FIX
             )
         names = {f.name for f in dataclasses.fields(cls)}

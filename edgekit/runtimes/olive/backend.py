@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.embedding import TextEncoder
-from edgekit.errors import StageInputError, VariantError
-from edgekit.runtimes.base import Backend, OptimizeContext
+from edgekit.errors import DataError, VariantError
+from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, encoder_kwargs
 from edgekit.runtimes.olive.config import OliveOptions
 
 # onnxruntime 1.32's Linux wheel has native telemetry (microsoft/onnxruntime#27379): at import it writes
@@ -92,15 +92,8 @@ def _load_kwargs(source: Path) -> dict[str, Any]:
     Olive exports every output the Hugging Face model returns (optimum keeps only the task's), so
     without this the graph also computes ``pooler_output`` on every call.
     """
-    import inspect
-
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING
-
-    model_class = MODEL_MAPPING.get(type(AutoConfig.from_pretrained(source)), None)
-    if model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
-        return {"extra_args": {"add_pooling_layer": False}}
-    return {}
+    kwargs = encoder_kwargs(encoder_class(source, "olive"))
+    return {"extra_args": kwargs} if kwargs else {}
 
 
 def _write_calibration(source: Path, folder: Path, context: OptimizeContext) -> dict[str, Any]:
@@ -110,7 +103,7 @@ def _write_calibration(source: Path, folder: Path, context: OptimizeContext) -> 
     sentences are padded to the longest (masked, as at inference).
     """
     if not context.calibration:
-        raise StageInputError(
+        raise DataError(  # this variant's alone: the others need no calibration, so they go on
             "int8-static needs calibration sentences and the data stage wrote none",
             "set data.calibration_size above 0 and run `dvc repro data`",
         )
@@ -233,6 +226,7 @@ class OliveBackend(Backend):
 
     def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
         source = Path(source).resolve()  # an existing local path: Olive would ask the Hub about a bare name
+        encoder_class(source, "olive")  # first: Olive's HfModel loads the AutoModel a model type may lack
         work = Path(context.scratch).resolve() / "olive"
         _silence_telemetry()
         config = self.workflow_config(source, work, context)

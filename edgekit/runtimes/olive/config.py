@@ -65,6 +65,10 @@ class OliveConfig(RuntimeConfig):
     optimize_dependencies = (OLIVE, ONNX, TORCH, TRANSFORMERS)
     precisions = ("fp32", "int8", "int8-static")
     options = OliveOptions
+    # Its variants load and run through OnnxRuntimeBackend. dvc.yaml's per-variant template can name one
+    # runtime folder, so the olive stages do not re-run on an edit to edgekit/runtimes/onnxruntime alone
+    # (`dvc repro --force -s optimize@olive-int8` does); the import-trace test allows exactly this folder.
+    runs_on = ("onnxruntime",)
     backend_path = "edgekit.runtimes.olive.backend:OliveBackend"
     # Measured on MiniLM-L6, cosine_mean / retention against the PyTorch baseline, all STS pairs and
     # 128 calibration sentences (in brackets: the conformance project, 40 pairs and 16 sentences):

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgekit.runtimes.base import Backend, OptimizeContext
+from edgekit.errors import UnsupportedModelError
+from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, model_type
 
 MODEL_FILE = "model.onnx"
 _LEVELS = {
@@ -40,10 +41,32 @@ def _op_counts(path: Path) -> dict[str, int]:
     return dict(Counter(node.op_type for node in graph.node).most_common())
 
 
+def check_exportable(source: Path, runtime: str = "onnxruntime") -> None:
+    """Refuse, before any work, a model optimum's ONNX exporter has no feature-extraction config for.
+
+    Raises:
+        UnsupportedModelError: transformers or optimum does not support the model_type.
+    """
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (importing it fills optimum's table of model types)
+    from optimum.exporters.tasks import TasksManager
+
+    encoder_class(source, runtime)
+    kind = model_type(source)
+    try:
+        tasks = TasksManager.get_supported_tasks_for_model_type(kind, exporter="onnx", library_name="transformers")
+    except KeyError:  # optimum's way of saying "not supported yet" (its message lists every model type)
+        tasks = {}
+    if "feature-extraction" not in tasks:
+        raise UnsupportedModelError(
+            f"the {runtime} runtime cannot export model_type {kind!r}: optimum's ONNX exporter has no "
+            "feature-extraction config for it", "use the pytorch or openvino runtime for this model")
+
+
 class OnnxRuntimeBackend(Backend):
     def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
         from optimum.exporters.onnx import main_export
 
+        check_exportable(source)
         record: dict[str, Any] = {"steps": []}
         with tempfile.TemporaryDirectory(dir=out) as scratch:
             scratch = Path(scratch)
@@ -139,9 +162,9 @@ _MLAS_DISPATCH = (
 
 def mlas_isa_path() -> dict[str, str]:
     """The MLAS kernel family this CPU gets, inferred from its flags in MLAS's own dispatch order."""
-    from edgekit.environment import cpu
+    from edgekit.bench.system import isa_flags
 
-    flags = set(cpu()["isa"])
+    flags = isa_flags()
     path = next((name for flag, name in _MLAS_DISPATCH if flag in flags), "SSE (baseline x86 kernels)")
     return {"value": path, "source": "inferred from /proc/cpuinfo flags in MLAS's dispatch order; not reported by onnxruntime"}
 
