@@ -9,3 +9,7 @@ Example:
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from edgekit import importtrace as _importtrace  # noqa: E402  (needs nothing above but the version)
+
+_importtrace.install()  # a no-op unless EDGEKIT_IMPORT_TRACE is set (tests of the DVC deps)

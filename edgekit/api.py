@@ -20,27 +20,52 @@ REPORT_NOTEBOOK = Path("notebooks") / "report.ipynb"
 MODEL_CARD_NOTEBOOK = Path("notebooks") / "model_card.ipynb"
 
 
-def _setup(project: str | Path, params_file: str | Path | None) -> tuple[Params, Layout]:
+def _setup(project: str | Path, params_file: str | Path | None, deep: tuple[str, ...] = ()) -> tuple[Params, Layout]:
+    """Params and layout for one stage; only the ``deep`` variants are checked against their runtime's config.
+
+    A stage imports only the runtime code it runs, so its DVC deps can name exactly that code; `edgekit
+    check` and the environment stage (which runs first on every `dvc repro`) validate every variant.
+    """
     root = Path(project)
-    return load_params(Path(params_file) if params_file else root / PARAMS_FILE), Layout(root)
+    return load_params(Path(params_file) if params_file else root / PARAMS_FILE, deep), Layout(root)
 
 
-def check(project: str | Path = ".", params_file: str | Path | None = None) -> Params:
-    """Validate params.yaml, the source model and the data files before any work."""
+def check(project: str | Path = ".", params_file: str | Path | None = None, deep: tuple[str, ...] | None = None) -> Params:
+    """Validate params.yaml, the policy file it names, the source model and the data files before any work.
+
+    Args:
+        deep: the variants checked against their runtime's config (None: every variant).
+    """
     from edgekit.data import check_sources
+    from edgekit.decide.policy import load_policy, require_stage
     from edgekit.modelsource import resolve_source
 
-    params, layout = _setup(project, params_file)
+    params, layout = _setup(project, params_file, deep)
+    require_stage(load_policy(layout.root / params.policy.file, params.policy.file), params.policy.stage)
     check_sources(params, layout.root)
     resolve_source(params.model.source)
     return params
 
 
+def _check_model_and_data(params: Params, layout: Layout) -> None:
+    from edgekit.data import check_sources
+    from edgekit.modelsource import resolve_source
+
+    check_sources(params, layout.root)
+    resolve_source(params.model.source)
+
+
 def environment(project: str | Path = ".", out: str | Path | None = None) -> dict[str, Any]:
-    """Write the environment fingerprint (``outputs/environment.json`` by default)."""
+    """Write the environment fingerprint (``outputs/environment.json`` by default).
+
+    It also validates everything `edgekit check` does: the stage runs first on every `dvc repro`
+    (``always_changed``), so bad params or a bad policy fail before any work.
+    """
     from edgekit.environment import fingerprint
     from edgekit.fsutil import write_json
 
+    if out is None:
+        check(project)
     layout = Layout(Path(project))
     record = fingerprint(layout.root)
     write_json(Path(out) if out else layout.environment, record)
@@ -69,15 +94,16 @@ def baseline(project: str | Path = ".", params_file: str | Path | None = None) -
     """Load the source model and record the PyTorch fp32 reference outputs."""
     from edgekit.baseline import make_baseline
 
-    params = check(project, params_file)
-    return make_baseline(params, Layout(Path(project)))
+    params, layout = _setup(project, params_file)
+    _check_model_and_data(params, layout)
+    return make_baseline(params, layout)
 
 
 def optimize(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """Make one variant folder with its manifest."""
     from edgekit.variants import optimize_variant
 
-    return optimize_variant(*_setup(project, params_file), variant)
+    return optimize_variant(*_setup(project, params_file, (variant,)), variant)
 
 
 def benchmark(variant: str, project: str | Path = ".", params_file: str | Path | None = None, progress=None) -> dict[str, Any]:
@@ -88,20 +114,20 @@ def benchmark(variant: str, project: str | Path = ".", params_file: str | Path |
     """
     from edgekit.bench.harness import benchmark_variant
 
-    return benchmark_variant(*_setup(project, params_file), variant, progress)
+    return benchmark_variant(*_setup(project, params_file, (variant,)), variant, progress)
 
 
 def planned_runs(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> int:
-    """How many timed processes one variant's benchmark starts at least (scenarios × repeats)."""
+    """How many timed processes one variant's benchmark starts at least (headline_repeats + other scenarios × repeats)."""
     params, _ = _setup(project, params_file)
-    return len(params.scenarios(variant)) * params.benchmark.repeats
+    return params.benchmark.planned_processes(len(params.scenarios(variant)))
 
 
 def evaluate(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """Task metric, retention and fidelity of one variant."""
     from edgekit.variants import evaluate_variant
 
-    return evaluate_variant(*_setup(project, params_file), variant)
+    return evaluate_variant(*_setup(project, params_file, (variant,)), variant)
 
 
 def select(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
@@ -119,22 +145,26 @@ def report(project: str | Path = ".", notebook: str | Path | None = None) -> Pat
     return render_report(layout, Path(notebook) if notebook else layout.root / REPORT_NOTEBOOK)
 
 
-def gate(project: str | Path = ".", stage: str | None = None) -> dict[str, Any]:
+def gate(project: str | Path = ".", stage: str | None = None, block: bool = True) -> dict[str, Any]:
     """The verdicts of one stage (params' ``policy.stage`` by default) from outputs/gates.json.
+
+    Args:
+        block: raise when no variant passes (CI, promotion); False only reports it (``dvc repro``).
 
     Returns:
         ``{"stage", "policy", "passing": [...], "failing": {variant: ["speedup 1.84 < 2", ...]},
-        "not_measured": {variant: reason}, "recommended"}``.
+        "not_measured": {variant: reason}, "recommended", "message"}``; ``message`` says why nothing
+        qualifies, or is None.
 
     Raises:
-        GateError: when no variant passes the blocking gates of the stage, naming each variant's failures.
+        GateError: ``block`` and no variant passes the blocking gates of the stage, naming each variant's failures.
         StageInputError: when the select stage has not run.
     """
     from edgekit.decide.verdict import stage_verdicts
 
     layout = Layout(Path(project))
-    params = load_params(layout.root / PARAMS_FILE)
-    return stage_verdicts(layout, stage or params.policy.stage)
+    params = load_params(layout.root / PARAMS_FILE, deep=())
+    return stage_verdicts(layout, stage or params.policy.stage, block)
 
 
 def gates() -> list[dict[str, Any]]:

@@ -178,10 +178,17 @@ def _verdict_markup(verdict: str) -> str:
 
 @app.command()
 def gate(project: Project = Path("."),
-         stage: Annotated[str | None, typer.Option(help="Stage to check (default: params.yaml policy.stage).")] = None) -> None:
+         stage: Annotated[str | None, typer.Option(help="Stage to check (default: params.yaml policy.stage).")] = None,
+         advisory: Annotated[bool, typer.Option(
+             "--advisory", help="Report when nothing qualifies, exit 0 (the DVC stage); CI and promotion block.")] = False) -> None:
     """Fail unless some variant passes every blocking gate of the stage; name the ones that do."""
-    result = api.gate(project, stage)
+    result = api.gate(project, stage, block=not advisory)
     policy = result["policy"]
+    if result["message"]:
+        out.print(f"[yellow]![/] {escape(result['message'])}")
+        out.print(f"[yellow]nothing qualifies for {escape(result['stage'])} on this host[/]: the verdicts are recorded; "
+                  f"{escape(result['evidence'])}. `edgekit gate --stage {escape(result['stage'])}` fails on this (CI, promotion).")
+        return
     _done(f"{len(result['passing'])} variant(s) pass the blocking gates of {result['stage']} "
           f"(policy {policy['name']} {policy['version']}, sha256 {policy['sha256'][:12]}): {', '.join(result['passing'])}")
     for name, warnings in result["warnings"].items():
@@ -239,12 +246,29 @@ def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("
     out.print(f"recommended here: {escape(describe(record['recommendation']))}")
 
 
+_PER_VARIANT = ("optimize", "benchmark", "bench", "evaluate")
+
+
+def _name_stage(argv: list[str]) -> None:
+    """Tell edgekit.importtrace which DVC stage this is (``optimize@ort-int8``), from the command line."""
+    from edgekit.importtrace import set_stage
+
+    words = [i for i, word in enumerate(argv) if not word.startswith("-")]
+    if not words:
+        return
+    verb = argv[words[0]]
+    following = argv[words[0] + 1] if words[0] + 1 < len(argv) else ""
+    variant = following if verb in _PER_VARIANT and following and not following.startswith("-") else None
+    set_stage("benchmark" if verb == "bench" else verb, variant)
+
+
 def main() -> None:
     """Entry point of the ``edgekit`` console script."""
     from edgekit.isolation import OFFLINE_ENV
 
     for name, value in OFFLINE_ENV.items():  # before any runtime is imported (see OFFLINE_ENV)
         os.environ.setdefault(name, value)
+    _name_stage(sys.argv[1:])
     try:
         # Standalone mode: usage errors get click's short message and exit code 2.
         app()

@@ -19,39 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
+from edgekit.bench.system import ISA_FLAGS, cpuinfo
 from edgekit.deps import probe
 from edgekit.errors import install_command
 
-# ISA extensions that decide which kernels runtimes pick (from /proc/cpuinfo flag names).
-ISA_FLAGS = (
-    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-    "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
-    "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16",
-)
 LOCK_FILE = "requirements/lock.txt"
 KEY_PACKAGES = ("edgekit", "numpy", "torch", "transformers", "tokenizers", "onnx", "onnxruntime", "optimum",
                 "optimum-onnx", "openvino", "nncf", "llama-cpp-python", "mlx", "olive-ai", "dvc", "papermill")
-
-
-def _cpuinfo() -> dict[str, str]:
-    fields: dict[str, str] = {}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return fields
-    for line in text.splitlines():
-        if not line.strip():
-            break  # the first processor block is enough
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
 
 
 def cpu() -> dict[str, Any]:
     """CPU model, vendor, cores and the ISA extensions that matter for inference kernels."""
     import psutil
 
-    info = _cpuinfo()
+    info = cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
     model = info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
     if sys.platform == "darwin":

@@ -67,7 +67,7 @@ def small_params(**overrides) -> dict:
     params["data"]["calibration_size"] = 16
     params["benchmark"].update(batch_sizes=[1, 2], seq_lengths=[16], warmup_iterations=2, min_iterations=10,
                                min_seconds=0.1, max_seconds=1.0, target_ci_half_width=0.05, repeats=2,
-                               unstable_retries=0, timeout_seconds=300)
+                               headline_repeats=3, headline_max_seconds=1.0, unstable_retries=0, timeout_seconds=300)
     for key, value in overrides.items():
         params[key] = value
     return params

@@ -85,6 +85,25 @@ def test_check_with_unknown_runtime_prints_one_error_line(project):
     assert "Traceback" not in result.stderr
 
 
+def test_check_validates_the_policy_file_too(project):
+    policy = yaml.safe_load((project / "policy.yaml").read_text())
+    policy["stages"]["production"]["speedupp"] = policy["stages"]["production"].pop("speedup")
+    (project / "policy.yaml").write_text(yaml.safe_dump(policy))
+    result = edgekit("check", cwd=project)
+    assert result.returncode == 1
+    assert "policy.yaml" in result.stderr and "speedupp" in result.stderr and "speedup" in result.stderr.replace("speedupp", "")
+
+
+def test_check_names_a_target_stage_the_policy_lacks(project):
+    policy = yaml.safe_load((project / "policy.yaml").read_text())
+    del policy["stages"]["staging"]
+    (project / "policy.yaml").write_text(yaml.safe_dump(policy))
+    break_params(project, lambda p: p["policy"].update(stage="staging"))
+    result = edgekit("check", cwd=project)
+    assert result.returncode == 1
+    assert "policy.stage = 'staging'" in result.stderr and "policy.yaml has gates for: production" in result.stderr
+
+
 def test_check_with_project_option_from_elsewhere(project, tmp_path):
     break_params(project, lambda p: p.update(threads="two"))
     result = edgekit("check", "-C", str(project), cwd=tmp_path)
@@ -183,6 +202,13 @@ def test_gate_names_the_passing_variants_and_fails_when_none_pass(tmp_path):
     assert "mlx-int8: not measured (mlx not installed)" in done.stderr
     done = edgekit("gate", "--stage", "canary", cwd=project)
     assert done.returncode == 1 and "no gates for stage 'canary'" in done.stderr
+    # what `dvc repro` runs: the same finding, said plainly, and the pipeline stays green
+    done = edgekit("gate", "--advisory", cwd=project)
+    assert done.returncode == 0, done.stderr
+    flat = " ".join(done.stdout.split())
+    assert "no variant passes the blocking gates of stage 'production'" in flat
+    assert "nothing qualifies for production on this host" in flat and "outputs/gates.json" in flat
+    assert "`edgekit gate --stage production` fails on this" in flat
 
 
 def test_gates_lists_every_gate():

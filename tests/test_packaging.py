@@ -155,17 +155,20 @@ def test_dvc_has_every_stage(repo):
         assert body["cmd"].startswith(f"edgekit {name.replace('_', '-')}"), name
 
 
-def _paths(body: dict, keys: tuple[str, ...], variants: list[str]) -> set[str]:
+def _paths(body: dict, keys: tuple[str, ...], variants: dict[str, dict]) -> set[str]:
     paths = set()
     for key in keys:
         for entry in body.get(key, []):
             path = next(iter(entry)) if isinstance(entry, dict) else entry
-            paths |= {path.replace("${key}", v) for v in variants} if "${key}" in path else {path}
+            if "${" in path:
+                paths |= {path.replace("${key}", name).replace("${item.runtime}", spec["runtime"]) for name, spec in variants.items()}
+            else:
+                paths.add(path)
     return paths
 
 
 def test_every_dvc_dependency_exists_or_is_produced(repo):
-    variants = list(yaml.safe_load((repo / "params.yaml").read_text())["variants"])
+    variants = yaml.safe_load((repo / "params.yaml").read_text())["variants"]
     produced, deps = set(), set()
     for stage in dvc_stages(repo).values():
         body = stage.get("do", stage)

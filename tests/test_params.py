@@ -149,6 +149,12 @@ def test_options_that_are_not_a_mapping_are_a_config_error(options):
         (lambda r: r["benchmark"].update(busy_foreign_load=-1), r"benchmark\.busy_foreign_load = -1.*0 or more cores"),
         (lambda r: r["benchmark"].update(busy_steal_share=5), r"benchmark\.busy_steal_share = 5.*fraction between 0 and 1"),
         (lambda r: r["benchmark"].update(max_process_spread=0), r"benchmark\.max_process_spread = 0.*fraction"),
+        (lambda r: r["benchmark"].update(headline_repeats=1), r"benchmark\.headline_repeats = 1.*at least 2 processes \(5 or more"),
+        (lambda r: r["benchmark"].update(headline_repeats=5.0), r"benchmark\.headline_repeats = 5\.0.*a int"),
+        (lambda r: r["benchmark"].update(min_samples_per_process=30),
+         r"benchmark\.min_samples_per_process = 30.*from 2 to min_iterations \(20\)"),
+        (lambda r: r["benchmark"].update(min_samples_per_process=1), r"benchmark\.min_samples_per_process = 1.*from 2"),
+        (lambda r: r["benchmark"].update(headline_max_seconds=0.1), r"benchmark\.headline_max_seconds = 0\.1.*at least min_seconds"),
         (lambda r: r.update(seed=True), r"seed = True.*a int"),
         (lambda r: r["data"].update(eval_pairs=False), r"data\.eval_pairs = False.*a int"),
         (lambda r: r["data"].update(eval_pairs=1), r"data\.eval_pairs = 1.*0 \(all\) or at least 2"),
@@ -178,6 +184,14 @@ def test_baseline_must_be_a_pytorch_variant():
     with pytest.raises(ConfigError, match=r"baseline = 'ort-fp32'.*runtime is pytorch") as info:
         parse_params(raw)
     assert not isinstance(info.value, UnknownNameError)
+
+
+def test_the_headline_gets_its_own_processes_and_budget():
+    bench = load_params(REPO / "params.yaml").benchmark
+    assert bench.headline_repeats >= 5  # fewer undercover (edgekit.bench.stats, tests/test_coverage.py)
+    assert (bench.repeats_at(True), bench.repeats_at(False)) == (bench.headline_repeats, bench.repeats)
+    assert (bench.max_seconds_at(True), bench.max_seconds_at(False)) == (bench.headline_max_seconds, bench.max_seconds)
+    assert bench.min_samples_per_process <= bench.min_iterations
 
 
 def test_max_seconds_below_min_seconds():

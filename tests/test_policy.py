@@ -16,7 +16,7 @@ rng = np.random.default_rng(0)
 
 
 def row(**overrides) -> dict:
-    base = {"status": "ok", "p50_ms": 2.5, "retention": 0.99, "peak_rss_mb": 110.0, "size_mb": 22.0, "spearman": 73.0,
+    base = {"status": "ok", "p50_ms": 2.5, "retention": 0.99, "model_memory_mb": 110.0, "size_mb": 22.0, "spearman": 73.0,
             "memory_reduction_range": [0.77, 0.78], "size_reduction": 0.74, "quality": {"cosine_mean": 0.995, "cosine_min": 0.98,
             "cosine_p05": 0.99, "sentences": 840}, "fairness": {"score": 0.88, "within_tolerance": 440, "pairs": 500,
             "tolerance": 0.05, "check": "counterfactual-similarity"}, "unstable_scenarios": []}
@@ -24,8 +24,8 @@ def row(**overrides) -> dict:
 
 
 def evidence(variant_ms: float = 2.5, base_ms: float = 12.5, **overrides) -> Evidence:
-    samples = {"b1_s32": rng.normal(variant_ms, variant_ms * 0.02, 400)}
-    base_samples = {"b1_s32": rng.normal(base_ms, base_ms * 0.02, 400)}
+    samples = {"b1_s32": [rng.normal(variant_ms, variant_ms * 0.02, 200) for _ in range(6)]}  # one array per process
+    base_samples = {"b1_s32": [rng.normal(base_ms, base_ms * 0.02, 200) for _ in range(6)]}
     sources = {k: f"{k}.json" for k in ("benchmark", "samples", "evaluate", "baseline_samples", "baseline_evaluate")}
     return Evidence("v", row(**overrides), row(spearman=73.5), samples, base_samples, "b1_s32", sources)
 
@@ -56,7 +56,7 @@ def test_the_shipped_policy_validates_and_uses_every_builtin_gate():
         ({"name": "t", "version": 1, "stages": {"production": {"speedup": {"min": 2, "confidence": 1.5}}}}, ConfigError,
          r"confidence must be a number in \[0\.5, 1\)"),
         ({"name": "t", "version": 1, "stages": {"production": {"memory_reduction": {"min": 0.5, "measure": "rss"}}}},
-         ConfigError, r"measure must be one of: peak_rss, size, both"),
+         ConfigError, r"measure must be one of: model_memory, peak_rss, size, both"),
         ({"name": "t", "stages": {"production": {}}}, ConfigError, r"version = None.*recorded with every verdict"),
         ({"name": "t", "version": 1, "stages": {}}, ConfigError, r"stages = \{\}.*at least one of"),
     ],
@@ -94,10 +94,10 @@ def test_warn_gates_do_not_block_and_missing_evidence_fails():
 
 
 def test_memory_reduction_measures_and_fairness_retention():
-    ev = evidence(memory_reduction_range=[0.6, 0.62], size_reduction=0.3)
+    ev = evidence(model_memory_reduction_range=[0.55, 0.57], memory_reduction_range=[0.6, 0.62], size_reduction=0.3)
     values = {m: evaluate_stage(policy(memory_reduction={"min": 0.5, "measure": m}), "production", ev)["gates"][0]["value"]
-              for m in ("peak_rss", "size", "both")}
-    assert values == {"peak_rss": 0.6, "size": 0.3, "both": 0.3}
+              for m in ("model_memory", "peak_rss", "size", "both")}
+    assert values == {"model_memory": 0.55, "peak_rss": 0.6, "size": 0.3, "both": 0.3}
     fair = evaluate_stage(policy(fairness={"min": 0.95, "measure": "retention"}), "production",
                           evidence(fairness={"score": 0.836, "within_tolerance": 418, "pairs": 500, "tolerance": 0.05,
                                              "check": "counterfactual-similarity"}))
@@ -120,7 +120,7 @@ def test_the_weighted_pick_follows_the_preferences():
     assert weighted_pick(rows, ["fast", "accurate"], {"latency": 0.1, "accuracy": 1.0}) == "accurate"
     assert weighted_pick(rows, ["accurate"], {"latency": 1.0}) == "accurate"
     assert weighted_pick(rows, [], {"latency": 1.0}) is None
-    assert weighted_scores(rows, {"latency": 1.0}) == {"fast": 1.0, "accurate": 0.0}
+    assert weighted_scores(rows, ["fast", "accurate"], {"latency": 1.0}) == {"fast": 1.0, "accurate": 0.0}
 
 
 def test_bad_policy_params_name_the_field():
@@ -139,3 +139,21 @@ def test_bad_policy_params_name_the_field():
         parse_params(raw)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     assert parse_params(raw).policy.stage == "production"
+
+
+def test_quality_gates_can_read_the_lower_end_of_their_confidence_interval():
+    """A retention of 0.9478 against a 0.95 bar is a knife-edge; its CI says how sharp (issue 10)."""
+    fairness = {"score": 0.834, "within_tolerance": 417, "pairs": 500, "tolerance": 0.05, "check": "counterfactual-similarity",
+                "retention": 0.9478, "retention_ci95": [0.9212, 0.9753], "score_ci95": [0.80, 0.87]}
+    ev = evidence(retention=0.9939, quality={"retention_ci95": [0.9465, 1.0001]}, fairness=fairness)
+    point = evaluate_stage(policy(accuracy_retention={"min": 0.95}, fairness={"min": 0.92, "measure": "retention"}),
+                           "production", ev)["gates"]
+    low = evaluate_stage(policy(accuracy_retention={"min": 0.95, "estimate": "ci_low"},
+                                fairness={"min": 0.92, "measure": "retention", "estimate": "ci_low"}), "production", ev)["gates"]
+    assert [g["value"] for g in point] == [0.9939, 0.9478] and [g["result"] for g in point] == ["pass", "pass"]
+    assert [g["value"] for g in low] == [0.9465, 0.9212] and [g["result"] for g in low] == ["fail", "pass"]
+    assert "lower end of the 95% CI 0.9465–1.0001" in low[0]["detail"]
+    no_ci = evaluate_stage(policy(fairness={"min": 0.8, "estimate": "ci_low"}), "production", evidence())["gates"][0]
+    assert no_ci["value"] is None and no_ci["result"] == "fail"  # no interval recorded: no evidence, no pass
+    with pytest.raises(ConfigError, match="estimate must be one of: point, ci_low"):
+        policy(accuracy_retention={"min": 0.95, "estimate": "p05"})

@@ -53,7 +53,7 @@ decision, policy = results.decision, results.gates["policy"]
 stage = decision["target_stage"]
 display(Markdown(
     f"**Policy** `{policy['name']}` version {policy['version']} (`{policy['file']}`, sha256 `{policy['sha256']}`) · "
-    f"**Target stage** {stage} · **Judged** {results.gates['validated_at']}\\n\\n"
+    f"**Target stage** {stage} · **Evidence** `outputs/gates.json`, pinned by `dvc.lock`\\n\\n"
     f"**Recommended for {stage}:** `{decision['recommended'] or 'none'}` — {decision['reason']}"
 ))
 results.verdict_table().style.hide(axis="index").format(precision=4, na_rep="")"""),
@@ -223,7 +223,8 @@ pd.DataFrame(identity.items(), columns=["field", "value"]).style.hide(axis="inde
     ("code", """\
 policy = gates["policy"]
 display(Markdown(
-    f"**Judged** {gates['validated_at']} against policy `{policy['name']}` version {policy['version']} "
+    f"**Judged** by the `select` stage (verdicts in `outputs/gates.json`, pinned by `dvc.lock`) against policy "
+    f"`{policy['name']}` version {policy['version']} "
     f"(`{policy['file']}`, sha256 `{policy['sha256']}`) at scenario `{gates['headline_scenario']}` "
     f"(batch size, sequence length), baseline `{gates['baseline']}`."
 ))

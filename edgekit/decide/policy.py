@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
+from edgekit.decide import STAGES
 from edgekit.decide.gates import Evidence, get_gate
 from edgekit.errors import ConfigError
 
-STAGES = ("staging", "production")
 ACTIONS = ("block", "warn")
 _TOP_LEVEL = {"name", "version", "description", "stages"}
 
@@ -71,6 +71,12 @@ def load_policy(path: Path, display: str | None = None) -> Policy:
     except yaml.YAMLError as exc:
         raise ConfigError("<file>", source, f"valid YAML ({exc})".replace("\n", " "), source) from exc
     return parse_policy(raw, source, hashlib.sha256(data).hexdigest())
+
+
+def require_stage(policy: Policy, stage: str, field: str = "policy.stage") -> None:
+    """Raise unless ``policy`` has gates for ``stage`` (params.yaml's target stage)."""
+    if stage not in policy.stages:
+        raise ConfigError(field, stage, f"a stage that {policy.path} has gates for: {', '.join(policy.stages)}")
 
 
 def _mapping(raw: Any, allowed: set[str] | None, field: str, source: str) -> dict[str, Any]:

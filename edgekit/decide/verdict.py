@@ -1,4 +1,7 @@
-"""The ``gate`` step: read the select stage's verdicts for one stage and fail when nothing passes.
+"""The ``gate`` step: read the select stage's verdicts for one stage; fail when nothing passes, if asked.
+
+`dvc repro` only records and reports (``edgekit gate --advisory``): a host where nothing qualifies is a
+finding, not a broken pipeline. Blocking belongs to promotion and to CI's ``edgekit gate``.
 
 Example:
     >>> stage_verdicts(Layout(Path(".")), "production")["passing"]
@@ -15,11 +18,14 @@ from edgekit.fsutil import read_json
 from edgekit.layout import Layout
 
 
-def stage_verdicts(layout: Layout, stage: str) -> dict[str, Any]:
+def stage_verdicts(layout: Layout, stage: str, block: bool = True) -> dict[str, Any]:
     """Passing, failing (with each failed blocking gate in words) and unmeasured variants of ``stage``.
 
+    Args:
+        block: raise when no variant passes; otherwise return the result with ``message`` saying so.
+
     Raises:
-        GateError: no variant passes; the message names every variant's failing gates.
+        GateError: ``block`` and no variant passes; the message names every variant's failing gates.
     """
     if not layout.gates.is_file():
         raise StageInputError(f"{layout.gates} is missing", "run `dvc repro select` first")
@@ -39,9 +45,14 @@ def stage_verdicts(layout: Layout, stage: str) -> dict[str, Any]:
             result["warnings"][name] = [describe_failure(g) for g in verdict["gates"] if g["result"] == "fail"]
     summary = read_json(layout.summary) if layout.summary.is_file() else {}
     result["recommended"] = (summary.get("decision") or {}).get("recommended") if stage == record["target_stage"] else None
-    if not result["passing"]:
-        raise GateError(_failure_message(result), f"see reports/report.html for the evidence, or change {policy['file']}")
+    result["message"] = None if result["passing"] else _failure_message(result)
+    result["evidence"] = EVIDENCE
+    if result["message"] and block:
+        raise GateError(result["message"], f"{EVIDENCE}, or change {policy['file']}")
     return result
+
+
+EVIDENCE = "the evidence: outputs/gates.json (every gate with its value and bound) and reports/report.html"
 
 
 def _failure_message(result: dict[str, Any]) -> str:

@@ -30,8 +30,7 @@ import openvino.properties.hint as hints
 from edgekit.data import Pair, unique_sentences
 from edgekit.embedding import MODEL_INPUTS, TextEncoder, cosine_rows
 from edgekit.errors import DataError, VariantError
-from edgekit.evaluate import embed, task_metric
-from edgekit.runtimes.base import Backend, OptimizeContext
+from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, encoder_kwargs
 from edgekit.runtimes.openvino.config import RUNTIME_PRECISION
 
 MODEL_FILE = "openvino_model.xml"
@@ -200,10 +199,12 @@ def _last_hidden_state_module(model):
 def convert(source: Path) -> tuple[ov.Model, dict[str, Any]]:
     """Trace the fp32 model with OpenVINO's PyTorch frontend; batch and sequence stay dynamic."""
     import torch
-    from transformers import AutoModel
 
-    # SDPA attention converts to one ScaledDotProductAttention op, which the CPU plugin fuses.
-    model = AutoModel.from_pretrained(source, attn_implementation="sdpa", dtype=torch.float32).eval()
+    # The bare encoder (no pooler, as every runtime computes), or `skipped` for a model transformers has
+    # no encoder for. SDPA attention converts to one ScaledDotProductAttention op, which the CPU plugin fuses.
+    model_class = encoder_class(source, "openvino")
+    model = model_class.from_pretrained(source, attn_implementation="sdpa", dtype=torch.float32,
+                                        **encoder_kwargs(model_class)).eval()
     accepted = inspect.signature(model.forward).parameters
     names = [name for name in MODEL_INPUTS if name in accepted]
     example = TextEncoder(source, 64).encode(_EXAMPLE_TEXTS)
@@ -329,6 +330,8 @@ class SpearmanValidation:
     def __call__(self, compiled: ov.CompiledModel, items) -> tuple[float, list[float]]:
         pairs = list(items)
         sentences = unique_sentences(pairs)
+        from edgekit.evaluate import embed, task_metric  # here: loading and running a variant never needs it
+
         vectors = embed(InferRunner(compiled), self.encoder, sentences, _VALIDATION_BATCH, self.pooling)
         row = {sentence: i for i, sentence in enumerate(sentences)}
         cosines = cosine_rows(vectors[[row[p.sentence1] for p in pairs]], vectors[[row[p.sentence2] for p in pairs]])

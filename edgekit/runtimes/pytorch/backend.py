@@ -134,7 +134,7 @@ class PyTorchBackend(Backend):
         # many lengths cost 2-3 graphs, not one per batch (dynamic=False: 8 compiles, then silently
         # eager). Dynamo keeps no shape profile across processes unless a job id is set.
         # No freezing: on MiniLM-L6 (b1 x 32, 2 threads) it was no faster, and it bypasses the
-        # AOTAutograd cache, so a warm process's first call took 9.8 s instead of 2.7 s.
+        # AOTAutograd cache, so a warm process's first call cost 10.6 CPU-seconds instead of 4.8.
         return torch.compile(model, backend="inductor", mode=self.options.compile_mode, dynamic=None)
 
     def _compile_record(self) -> dict[str, Any]:
@@ -149,7 +149,7 @@ class PyTorchBackend(Backend):
         return output.last_hidden_state.numpy()
 
     def describe(self) -> dict[str, Any]:
-        record = {
+        return {
             "threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads(),
             "in_call": self.in_call,
@@ -162,7 +162,6 @@ class PyTorchBackend(Backend):
             "mkldnn": torch.backends.mkldnn.is_available(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         }
-        return record
 
     def _attention_probe(self) -> dict[str, Any]:
         """One small eager forward, counting the attention kernel calls (after any timing, so it costs none)."""
