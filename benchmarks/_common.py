@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgekit.data import load_eval_pairs, unique_sentences
+from edgekit.datasets import load_eval_pairs, unique_sentences
 from edgekit.embedding import TextEncoder
 from edgekit.layout import Layout
 from edgekit.params import load_params

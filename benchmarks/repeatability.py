@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from edgekit.bench.harness import measure_scenario, scenario_key, scenario_request
-from edgekit.data import load_eval_pairs, unique_sentences
+from edgekit.datasets import load_eval_pairs, unique_sentences
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest
 from edgekit.params import load_params

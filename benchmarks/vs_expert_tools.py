@@ -30,7 +30,7 @@ import numpy as np
 from edgekit.bench import system
 from edgekit.bench.harness import run_worker, scenario_request
 from edgekit.bench.stats import median_ci
-from edgekit.data import load_eval_pairs, unique_sentences
+from edgekit.datasets import load_eval_pairs, unique_sentences
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest
 from edgekit.params import load_params

@@ -1,5 +1,6 @@
 """The public Python API: one function per pipeline stage, the same ones the CLI, the DVC stages,
-the notebooks and the tests call.
+the notebooks and the tests call. Each loads params and the layout and calls its stage's module,
+``edgekit.pipeline.<stage>.run`` (stage, CLI verb, function and module share one name).
 
 Example:
     >>> from edgekit import api
@@ -36,9 +37,10 @@ def check(project: str | Path = ".", params_file: str | Path | None = None, deep
     Args:
         deep: the variants checked against their runtime's config (None: every variant).
     """
-    from edgekit.data import check_sources
-    from edgekit.decide.policy import load_policy, require_stage
+    from edgekit.datasets import check_sources
+    from edgekit.decide.policy import require_stage
     from edgekit.modelsource import resolve_source
+    from edgekit.policyfile import load_policy
 
     params, layout = _setup(project, params_file, deep)
     require_stage(load_policy(layout.root / params.policy.file, params.policy.file), params.policy.stage)
@@ -48,7 +50,7 @@ def check(project: str | Path = ".", params_file: str | Path | None = None, deep
 
 
 def _check_model_and_data(params: Params, layout: Layout) -> None:
-    from edgekit.data import check_sources
+    from edgekit.datasets import check_sources
     from edgekit.modelsource import resolve_source
 
     check_sources(params, layout.root)
@@ -56,54 +58,49 @@ def _check_model_and_data(params: Params, layout: Layout) -> None:
 
 
 def environment(project: str | Path = ".", out: str | Path | None = None) -> dict[str, Any]:
-    """Write the environment fingerprint (``outputs/environment.json`` by default).
+    """Write the environment fingerprint (``outputs/environment.json`` by default) and the source model's
+    digest (``outputs/model_source.json``; not with ``out``).
 
     It also validates everything `edgekit check` does: the stage runs first on every `dvc repro`
-    (``always_changed``), so bad params or a bad policy fail before any work.
+    (``always_changed``), so bad params or a bad policy fail before any work, and an edited local model
+    folder re-runs the baseline and what follows.
     """
-    from edgekit.environment import fingerprint
-    from edgekit.fsutil import write_json
+    from edgekit.pipeline.environment import run
 
-    if out is None:
-        check(project)
-    layout = Layout(Path(project))
-    record = fingerprint(layout.root)
-    write_json(Path(out) if out else layout.environment, record)
-    return record
+    if out is not None:
+        return run(Layout(Path(project)), Path(out))
+    params = check(project)
+    return run(Layout(Path(project)), source=params.model.source)
 
 
 def calibrate(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """Measure this machine's roofline: fp32/int8 GEMM throughput and memory bandwidth."""
-    from edgekit.bench.roofline import calibrate as measure
-    from edgekit.fsutil import write_json
+    from edgekit.pipeline.calibrate import run
 
-    params, layout = _setup(project, params_file)
-    record = measure(params.threads)
-    write_json(layout.roofline, record)
-    return record
+    return run(*_setup(project, params_file))
 
 
 def data(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """Build the evaluation and calibration sets."""
-    from edgekit.data import build_data
+    from edgekit.pipeline.data import run
 
-    return build_data(*_setup(project, params_file))
+    return run(*_setup(project, params_file))
 
 
 def baseline(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """Load the source model and record the PyTorch fp32 reference outputs."""
-    from edgekit.baseline import make_baseline
+    from edgekit.pipeline.baseline import run
 
     params, layout = _setup(project, params_file)
     _check_model_and_data(params, layout)
-    return make_baseline(params, layout)
+    return run(params, layout)
 
 
 def optimize(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """Make one variant folder with its manifest."""
-    from edgekit.variants import optimize_variant
+    from edgekit.pipeline.optimize import run
 
-    return optimize_variant(*_setup(project, params_file, (variant,)), variant)
+    return run(*_setup(project, params_file, (variant,)), variant)
 
 
 def benchmark(variant: str, project: str | Path = ".", params_file: str | Path | None = None, progress=None) -> dict[str, Any]:
@@ -112,9 +109,9 @@ def benchmark(variant: str, project: str | Path = ".", params_file: str | Path |
     Args:
         progress: optional ``callable(scenario_key, run_record)`` called after each process.
     """
-    from edgekit.bench.harness import benchmark_variant
+    from edgekit.pipeline.benchmark import run
 
-    return benchmark_variant(*_setup(project, params_file, (variant,)), variant, progress)
+    return run(*_setup(project, params_file, (variant,)), variant, progress)
 
 
 def planned_runs(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> int:
@@ -125,24 +122,24 @@ def planned_runs(variant: str, project: str | Path = ".", params_file: str | Pat
 
 def evaluate(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """Task metric, retention and fidelity of one variant."""
-    from edgekit.variants import evaluate_variant
+    from edgekit.pipeline.evaluate import run
 
-    return evaluate_variant(*_setup(project, params_file, (variant,)), variant)
+    return run(*_setup(project, params_file, (variant,)), variant)
 
 
 def select(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
     """The table of all variants against the baseline."""
-    from edgekit.selection import select_variants
+    from edgekit.pipeline.select import run
 
-    return select_variants(*_setup(project, params_file))
+    return run(*_setup(project, params_file))
 
 
 def report(project: str | Path = ".", notebook: str | Path | None = None) -> Path:
     """Execute the report notebook into reports/report.ipynb and reports/report.html."""
-    from edgekit.report import render_report
+    from edgekit.pipeline.report import run
 
     layout = Layout(Path(project))
-    return render_report(layout, Path(notebook) if notebook else layout.root / REPORT_NOTEBOOK)
+    return run(layout, Path(notebook) if notebook else layout.root / REPORT_NOTEBOOK)
 
 
 def gate(project: str | Path = ".", stage: str | None = None, block: bool = True) -> dict[str, Any]:
@@ -160,11 +157,11 @@ def gate(project: str | Path = ".", stage: str | None = None, block: bool = True
         GateError: ``block`` and no variant passes the blocking gates of the stage, naming each variant's failures.
         StageInputError: when the select stage has not run.
     """
-    from edgekit.decide.verdict import stage_verdicts
+    from edgekit.pipeline.gate import run
 
     layout = Layout(Path(project))
     params = load_params(layout.root / PARAMS_FILE, deep=())
-    return stage_verdicts(layout, stage or params.policy.stage, block)
+    return run(layout, stage or params.policy.stage, block)
 
 
 def gates() -> list[dict[str, Any]]:
@@ -177,16 +174,15 @@ def gates() -> list[dict[str, Any]]:
 
 def model_card(project: str | Path = ".", variant: str | None = None, notebook: str | Path | None = None) -> Path:
     """Render the certification report of one variant (the recommended one by default) to reports/."""
-    from edgekit.report import render_report
+    from edgekit.pipeline.model_card import run
 
     layout = Layout(Path(project))
-    return render_report(layout, Path(notebook) if notebook else layout.root / MODEL_CARD_NOTEBOOK, name="model_card",
-                         parameters={"variant": variant or ""})
+    return run(layout, Path(notebook) if notebook else layout.root / MODEL_CARD_NOTEBOOK, variant)
 
 
 def doctor(project: str | Path = ".") -> dict[str, Any]:
     """What this machine offers: Python, lock digest, CPU and ISA, each runtime with its devices."""
-    from edgekit.environment import fingerprint
+    from edgekit.fingerprint import fingerprint
     from edgekit.runtimes import runtimes
 
     record = fingerprint(Path(project))

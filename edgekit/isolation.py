@@ -86,6 +86,20 @@ def run_child(target: str, payload: dict[str, Any], timeout: float, setting: str
         return {"status": "ok", **json.loads(result.read_text())}
 
 
+def variant_payload(params, layout, name: str, **extra: Any) -> dict[str, Any]:
+    """What a per-variant child needs to rebuild its params and layout: the raw params, the project root, the name."""
+    return {"params": params.raw, "root": str(layout.root.resolve()), "variant": name, **extra}
+
+
+def unpack_variant(payload: dict[str, Any]):
+    """The child's side of ``variant_payload``: (params, layout, variant), validating only this variant."""
+    from edgekit.layout import Layout
+    from edgekit.params import parse_params
+
+    params = parse_params(payload["params"], deep=(payload["variant"],))
+    return params, Layout(Path(payload["root"])), params.variant(payload["variant"])
+
+
 def _edgekit_error_outcome(error: dict[str, Any], stderr: str) -> dict[str, Any]:
     """The variant's record for an ``EdgekitError`` the child raised, or the error again if it stops the pipeline."""
     if error["stops_pipeline"]:

@@ -20,6 +20,11 @@ class Layout:
         return self.root / "outputs" / "environment.json"
 
     @property
+    def model_source(self) -> Path:
+        """The source model's digest, file by file: the baseline stage's dep on the model itself."""
+        return self.root / "outputs" / "model_source.json"
+
+    @property
     def roofline(self) -> Path:
         return self.root / "outputs" / "roofline.json"
 

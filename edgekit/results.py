@@ -31,16 +31,14 @@ class Results:
         return sorted(names, key=lambda n: n != self.summary["baseline"])
 
     def table(self):
-        """One row per variant, as a pandas DataFrame."""
+        """One row per variant, as a pandas DataFrame: speed-up with its hierarchical 95% CI and the processes on
+        each side, model memory and peak RSS, retention with its 95% CI on the test pairs, roofline efficiency."""
         import pandas as pd
 
-        columns = ["variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "peak_rss_mb",
-                   "memory_reduction", "size_mb", "cosine_mean", "cosine_min", "spearman", "retention", "fairness_score",
-                   "reason", "error"]
         variants = self.summary["variants"]
         order = self.measured + [name for name in variants if name not in self.measured]
-        rows = [{c: variants[name].get(c) for c in columns} for name in order]
-        return pd.DataFrame(rows, columns=columns).dropna(axis=1, how="all")
+        rows = [_table_row(variants[name]) for name in order]
+        return pd.DataFrame(rows, columns=TABLE_COLUMNS).dropna(axis=1, how="all")
 
     def latency_samples(self, variant: str, scenario: str) -> list[float]:
         """Raw latency samples (ms) of one variant in one scenario (``b1_s32``), all repeats pooled."""
@@ -92,3 +90,23 @@ def load_results(root: Path) -> Results:
     metrics = {name: read_json(layout.benchmark_metrics(name)) for name in summary["variants"]}
     return Results(summary, read_json(layout.environment), read_json(layout.baseline_metrics), samples, metrics,
                    read_json(layout.gates))
+
+
+TABLE_COLUMNS = ["variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "speedup_ci95", "processes",
+                 "model_memory_mb", "model_memory_reduction", "peak_rss_mb", "size_mb", "retention", "retention_ci95",
+                 "cosine_mean", "cosine_min", "fairness_score", "roofline_efficiency", "computed_in", "reason", "error"]
+
+
+def _interval(values) -> str | None:
+    return f"{values[0]}–{values[1]}" if values else None
+
+
+def _table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The report table's columns of one summary row (a variant not measured keeps its reason or error)."""
+    processes = row.get("headline_processes")
+    roofline = row.get("roofline") or {}
+    return {**{c: row.get(c) for c in TABLE_COLUMNS},
+            "speedup_ci95": _interval(row.get("speedup_ci95")),
+            "processes": f"{processes['variant']} vs {processes['baseline']}" if processes else None,
+            "retention_ci95": _interval((row.get("quality") or {}).get("retention_ci95")),
+            "roofline_efficiency": roofline.get("efficiency"), "computed_in": roofline.get("computed_in")}

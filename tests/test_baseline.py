@@ -18,7 +18,7 @@ import yaml
 
 from edgekit import api
 from edgekit.bench.harness import run_worker, scenario_request
-from edgekit.data import load_eval_pairs, unique_sentences
+from edgekit.datasets import load_eval_pairs, unique_sentences
 from edgekit.embedding import TextEncoder
 from edgekit.layout import Layout
 from edgekit.params import load_params

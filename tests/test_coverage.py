@@ -22,7 +22,7 @@ from conftest import REPO
 from edgekit.bench import worker
 from edgekit.bench.stats import ratio_ci, resample_medians
 from edgekit.decide.gates import Evidence, get_gate
-from edgekit.selection import _reduction_range
+from edgekit.pipeline.select import _reduction_range
 
 TRUE_SPEEDUP = 2.0
 RUNS = 2000  # simulated benchmark runs: the coverage estimate's standard error is 0.5 points

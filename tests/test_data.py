@@ -11,10 +11,11 @@ import re
 import pytest
 
 from conftest import REPO, make_project, small_params
-from edgekit.data import MIN_PART_PAIRS, Pair, build_data, read_pairs, sentence_groups, sentence_key, split_pairs
+from edgekit.datasets import MIN_PART_PAIRS, Pair, read_pairs, sentence_groups, sentence_key, split_pairs
 from edgekit.errors import ConfigError, DataError
 from edgekit.layout import Layout
 from edgekit.params import parse_params
+from edgekit.pipeline.data import run as build_data
 
 HEADER = "pair_id\ttopic\tscore\tsentence1\tsentence2\n"
 

@@ -140,7 +140,7 @@ def test_validating_params_and_doctor_load_no_runtime():
     modules = _modules_after(
         "from pathlib import Path\n"
         "from edgekit.params import load_params\n"
-        "from edgekit.environment import fingerprint\n"
+        "from edgekit.fingerprint import fingerprint\n"
         "load_params('params.yaml')\n"
         "fingerprint(Path('.'))"
     )

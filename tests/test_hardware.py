@@ -10,7 +10,7 @@ from edgekit.runtimes import runtimes
 
 def fingerprint(vendor: str, model: str, architecture: str, isa: list[str], system: str = "Linux",
                 apple_silicon: bool = False, accelerators: list[str] | None = None) -> dict:
-    """An environment.json as edgekit.environment.fingerprint writes it (only the fields used here)."""
+    """An environment.json as edgekit.fingerprint.fingerprint writes it (only the fields used here)."""
     return {"cpu": {"vendor": vendor, "model": model, "architecture": architecture, "isa": isa,
                     "apple_silicon": apple_silicon, "logical_cores": 8, "physical_cores": 4},
             "accelerators": accelerators or [], "os": {"system": system, "release": "x", "libc": "glibc-2.36"},

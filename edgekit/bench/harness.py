@@ -1,4 +1,5 @@
-"""The ``benchmark`` stage: every scenario of a variant, each process a fresh interpreter.
+"""The benchmark machinery: every scenario of a variant, each process a fresh interpreter
+(``edgekit.bench.worker``); the ``benchmark`` stage (``edgekit.pipeline.benchmark``) drives it.
 
 The headline scenario runs in ``benchmark.headline_repeats`` processes (its speed-up CI needs them,
 see ``edgekit.bench.stats``), every other scenario in ``repeats``. A process measured on a busy
@@ -18,25 +19,19 @@ spread between the processes' medians is reported next to them. Memory: ``peak_r
 whole timing process, ``model_memory_mb`` the model's own (see ``edgekit.bench.worker``).
 
 Example:
-    >>> benchmark_variant(params, Layout(Path(".")), "ort-int8")["scenarios"]["b1_s32"]["p50_ms"]
+    >>> runs = measure_scenario(scenario_request(params, manifest, folder, texts, 1, 32), params.benchmark, params.threads)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgekit.bench.stats import PERCENTILE_METHOD, bootstrap_record, scenario_key, summarize_processes
-from edgekit.data import load_eval_pairs, unique_sentences
-from edgekit.fsutil import read_json, write_json
 from edgekit.isolation import run_child
-from edgekit.layout import Layout
-from edgekit.manifest import read_manifest, status_record, verify_manifest
 from edgekit.params import BenchmarkParams, Params
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -89,47 +84,6 @@ def measure_scenario(request: dict[str, Any], bench: BenchmarkParams, threads: i
         if run["status"] != "ok":
             break
     return runs
-
-
-def benchmark_variant(params: Params, layout: Layout, name: str, progress: Progress | None = None) -> dict[str, Any]:
-    """Write outputs/benchmark/<name>.json (raw samples) and metrics/benchmark/<name>.json.
-
-    Args:
-        progress: called with the scenario key and the run record after every process.
-    """
-    params.variant(name)
-    folder = layout.variant_dir(name)
-    manifest = read_manifest(folder)
-    record = status_record(manifest)
-    environment = read_json(layout.environment)
-    record["environment"] = {"cpu": environment["cpu"]["model"], "lock_sha256": environment["lock_sha256"]}
-    raw: list[dict[str, Any]] = []
-    if manifest["status"] == "ok":
-        verify_manifest(folder)
-        raw = _measure(params, layout, manifest, folder, progress, name)
-        failed = next((r for s in raw for r in s["runs"] if r["status"] != "ok"), None)
-        if failed:
-            record.update({k: failed[k] for k in ("status", "reason", "install", "error", "hint", "stderr") if k in failed})
-    write_json(layout.benchmark_samples(name), {**record, "thread_env": {k: str(params.threads) for k in THREAD_ENV},
-                                                "scenarios": raw})
-    metrics = {**record, **_metrics(raw, manifest, params)} if record["status"] == "ok" else record
-    write_json(layout.benchmark_metrics(name), metrics)
-    return metrics
-
-
-def _measure(params: Params, layout: Layout, manifest: dict, folder: Path, progress: Progress | None,
-             name: str) -> list[dict[str, Any]]:
-    results = []
-    with tempfile.TemporaryDirectory(prefix="edgekit-texts-") as scratch:
-        texts = Path(scratch) / "texts.json"
-        texts.write_text(json.dumps(unique_sentences(load_eval_pairs(layout))))
-        for batch_size, seq_length in params.scenarios(name):
-            request = scenario_request(params, manifest, folder, texts, batch_size, seq_length)
-            runs = measure_scenario(request, params.benchmark, params.threads, progress)
-            results.append({"batch_size": batch_size, "seq_length": seq_length, "runs": runs})
-            if runs[-1]["status"] != "ok":
-                break
-    return results
 
 
 def _scenario_metrics(scenario: dict[str, Any], seed: int, bench: BenchmarkParams) -> dict[str, Any]:
@@ -205,7 +159,7 @@ def _energy_per_item(runs: list[dict[str, Any]], batch_size: int) -> float | str
     return round(sum(r["energy_j"] for r in runs) / (calls * batch_size), 6)
 
 
-def _metrics(raw: list[dict[str, Any]], manifest: dict[str, Any], params: Params) -> dict[str, Any]:
+def variant_metrics(raw: list[dict[str, Any]], manifest: dict[str, Any], params: Params) -> dict[str, Any]:
     per_scenario = {scenario_key(s["batch_size"], s["seq_length"]): _scenario_metrics(s, params.seed, params.benchmark)
                     for s in raw}
     headline = per_scenario[scenario_key(*params.headline)]

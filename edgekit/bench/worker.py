@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import resource
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +96,33 @@ def _warm_up(backend, batch: dict, iterations: int, budget_s: float) -> int:
     return done
 
 
-def _stop(count: int, elapsed: float, converged: bool, rule: dict) -> str | None:
-    """Why sampling stops now, or None to go on (see the module docstring)."""
-    if converged:
-        return "converged"
-    if elapsed >= rule["max_seconds"] and count >= rule.get("min_samples_per_process", 1):
-        return "max_seconds"
-    if elapsed >= rule.get("hard_stop_seconds", float("inf")):
-        return "hard_stop_seconds"
-    return None
+@dataclass(frozen=True)
+class StopRule:
+    """The stop rule's values, read from the request once before the timed loop, so the loop's own time between
+    calls stays small (``benchmarks/harness_overhead.py`` measures it); see the module docstring."""
+
+    min_iterations: int
+    min_seconds: float
+    max_seconds: float
+    target_ci_half_width: float
+    min_samples_per_process: int = 1
+    hard_stop_seconds: float = math.inf
+
+    @classmethod
+    def from_request(cls, request: dict) -> StopRule:
+        """The rule's keys of ``request`` (a worker request holds many other keys); a missing required one raises KeyError."""
+        return cls(request["min_iterations"], request["min_seconds"], request["max_seconds"], request["target_ci_half_width"],
+                   request.get("min_samples_per_process", 1), request.get("hard_stop_seconds", math.inf))
+
+    def stopped_by(self, count: int, elapsed: float, converged: bool) -> str | None:
+        """Why sampling stops after ``count`` samples and ``elapsed`` seconds, or None to go on."""
+        if converged:
+            return "converged"
+        if elapsed >= self.max_seconds and count >= self.min_samples_per_process:
+            return "max_seconds"
+        if elapsed >= self.hard_stop_seconds:
+            return "hard_stop_seconds"
+        return None
 
 
 def sample(backend, batch: dict, rule: dict, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
@@ -117,8 +137,9 @@ def sample(backend, batch: dict, rule: dict, clock: Callable[[], float] = time.p
         ``samples_ms``, ``converged``, ``sampling_s`` and ``stopped_by`` (``converged``, ``max_seconds``
         or ``hard_stop_seconds``).
     """
+    stop = StopRule.from_request(rule)
+    floor, min_seconds = max(stop.min_iterations, stop.min_samples_per_process), stop.min_seconds
     samples: list[float] = []
-    floor = max(rule["min_iterations"], rule.get("min_samples_per_process", 1))
     began = clock()
     converged, stopped_by = False, None
     while stopped_by is None:
@@ -127,9 +148,9 @@ def sample(backend, batch: dict, rule: dict, clock: Callable[[], float] = time.p
         end = clock()
         samples.append((end - start) * 1000)
         elapsed = end - began
-        if len(samples) >= floor and elapsed >= rule["min_seconds"] and len(samples) % _CHECK_EVERY == 0:
-            converged = relative_half_width(samples) <= rule["target_ci_half_width"]
-        stopped_by = _stop(len(samples), elapsed, converged, rule)
+        if len(samples) >= floor and elapsed >= min_seconds and len(samples) % _CHECK_EVERY == 0:
+            converged = relative_half_width(samples) <= stop.target_ci_half_width
+        stopped_by = stop.stopped_by(len(samples), elapsed, converged)
     return {"samples_ms": samples, "converged": converged, "sampling_s": elapsed, "stopped_by": stopped_by}
 
 

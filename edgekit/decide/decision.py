@@ -1,62 +1,62 @@
-"""The decision the ``select`` stage writes: every gate of every stage for every variant, the Pareto
-frontier, the recommended variant for the target stage, the diagnosis and the hardware recommendation.
+"""The decision: every gate of every stage for every variant, the Pareto frontier, the recommended
+variant for the target stage, the diagnosis and the hardware recommendation.
 
-Outputs: ``outputs/gates.json`` (every verdict with its evidence and the policy's digest) and
-``metrics/decision.json`` (the short record ``dvc exp show`` displays); the same decision is added
-to ``metrics/summary.json``.
+Pure: it takes the select stage's table, the raw latency samples, the policy and the host's
+fingerprint, and returns verdicts; ``edgekit.pipeline.select`` reads the files and writes
+``outputs/gates.json`` and ``metrics/decision.json`` from what it returns.
 
 Example:
-    >>> decide(params, Layout(Path(".")), summary, environment)
+    >>> verdicts = decide(summary, policy, Inputs("production", preferences, samples, sources, bench, seed), environment)
     >>> summary["decision"]["recommended"]
     'ort-int8'
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgekit.bench.stats import process_samples
 from edgekit.decide.diagnosis import diagnose_all
 from edgekit.decide.gates import Evidence
 from edgekit.decide.hardware import HardwareProfile, recommend_for_host
 from edgekit.decide.pareto import MIN_SPAN, pareto_front, reference_set, weighted_pick, weighted_scores
-from edgekit.decide.policy import Policy, evaluate_stage, load_policy
-from edgekit.fsutil import read_json, write_json
-from edgekit.layout import Layout
-from edgekit.params import Params
+from edgekit.decide.policy import Policy, evaluate_stage, require_stage
 
 
-def _samples(layout: Layout, name: str) -> dict[str, list[np.ndarray]]:
-    """Raw latency samples per scenario, one array per process: the gates' intervals resample processes."""
-    return process_samples(read_json(layout.benchmark_samples(name)))
+@dataclass(frozen=True)
+class Inputs:
+    """What the decision reads besides the table and the policy.
+
+    Attributes:
+        stage: the target stage (params' ``policy.stage``), one the policy has gates for.
+        preferences: objective weights of the recommendation.
+        samples: per variant (baseline included), per scenario, one latency array per process.
+        sources: per variant, the evidence files a gate's result points to (project-relative paths).
+        bench: per measured variant, its benchmark metrics (the diagnosis reads every scenario).
+        seed: of every bootstrap a gate runs.
+    """
+
+    stage: str
+    preferences: dict[str, float]
+    samples: dict[str, dict[str, list[np.ndarray]]]
+    sources: dict[str, dict[str, str]]
+    bench: dict[str, dict[str, Any]]
+    seed: int
 
 
-def _relative(layout: Layout, path) -> str:
-    return str(path.relative_to(layout.root))
-
-
-def _evidence(params: Params, layout: Layout, summary: dict[str, Any], name: str, base_samples) -> Evidence:
-    sources = {"benchmark": layout.benchmark_metrics(name), "samples": layout.benchmark_samples(name),
-               "evaluate": layout.evaluate_metrics(name), "baseline_samples": layout.benchmark_samples(params.baseline),
-               "baseline_evaluate": layout.evaluate_metrics(params.baseline)}
-    return Evidence(name, summary["variants"][name], summary["variants"][params.baseline], _samples(layout, name),
-                    base_samples, summary["headline_scenario"], {k: _relative(layout, v) for k, v in sources.items()},
-                    params.seed)
-
-
-def judge(params: Params, layout: Layout, policy: Policy, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def judge(summary: dict[str, Any], policy: Policy, inputs: Inputs) -> dict[str, dict[str, Any]]:
     """Per variant and stage: the verdict and every gate's value, bound, result and evidence."""
-    rows = summary["variants"]
-    base_samples = _samples(layout, params.baseline)
+    rows, baseline = summary["variants"], summary["baseline"]
     verdicts = {}
     for name, row in rows.items():
         if row["status"] != "ok":
             reason = row.get("reason") or row.get("error") or row["status"]
             verdicts[name] = {stage: {"verdict": "not measured", "reason": reason, "gates": []} for stage in policy.stages}
             continue
-        evidence = _evidence(params, layout, summary, name, base_samples)
+        evidence = Evidence(name, row, rows[baseline], inputs.samples[name], inputs.samples[baseline],
+                            summary["headline_scenario"], inputs.sources[name], inputs.seed)
         verdicts[name] = {stage: evaluate_stage(policy, stage, evidence) for stage in policy.stages}
     return verdicts
 
@@ -79,16 +79,17 @@ def _reason(name: str, row: dict[str, Any], stage: str, passing: list[str], pref
             f"retention {row['retention']}, cosine {row['cosine_mean']}, peak RSS {row['peak_rss_mb']} MB, {row['size_mb']} MB")
 
 
-def decide(params: Params, layout: Layout, summary: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
-    """Add the decision to ``summary`` and write outputs/gates.json and metrics/decision.json."""
-    policy = load_policy(layout.root / params.policy.file, params.policy.file)
-    stage, preferences = params.policy.stage, params.policy.preferences
-    if stage not in policy.stages:
-        from edgekit.errors import ConfigError
+def decide(summary: dict[str, Any], policy: Policy, inputs: Inputs, environment: dict[str, Any]) -> dict[str, Any]:
+    """Judge every variant; add the verdicts, Pareto front, scores, decision, diagnosis and hardware
+    recommendation to ``summary``; return the verdicts (every gate of every stage, for outputs/gates.json).
 
-        raise ConfigError("policy.stage", stage, f"a stage that {params.policy.file} has gates for: {', '.join(policy.stages)}")
+    Raises:
+        ConfigError: the policy has no gates for ``inputs.stage``.
+    """
+    stage, preferences = inputs.stage, inputs.preferences
+    require_stage(policy, stage)
     rows = summary["variants"]
-    verdicts = judge(params, layout, policy, summary)
+    verdicts = judge(summary, policy, inputs)
     passing = [n for n in rows if verdicts[n][stage]["verdict"] in ("pass", "pass with warnings")]
     front, scores = pareto_front(rows), weighted_scores(rows, passing, preferences)
     for name, row in rows.items():
@@ -106,29 +107,33 @@ def decide(params: Params, layout: Layout, summary: dict[str, Any], environment:
         "pareto_front": sorted(n for n, f in front.items() if f["on_front"]),
         "failed": {n: verdicts[n][stage].get("failed_blocking", []) for n in rows if n not in passing},
     }
-    bench = {name: read_json(layout.benchmark_metrics(name)) for name, row in rows.items() if row["status"] == "ok"}
-    summary["diagnosis"] = diagnose_all(summary, bench)
+    summary["diagnosis"] = diagnose_all(summary, inputs.bench)
     summary["recommendation"] = recommend_for_host(HardwareProfile.from_fingerprint(environment), summary)
-    _write(layout, policy, summary, verdicts)
-    return summary["decision"]
+    return verdicts
 
 
-def _write(layout: Layout, policy: Policy, summary: dict[str, Any], verdicts: dict[str, Any]) -> None:
+def gates_record(summary: dict[str, Any], verdicts: dict[str, Any]) -> dict[str, Any]:
+    """outputs/gates.json: every verdict with its evidence, under the policy's name, version and digest.
+
+    No wall-clock time: the reports and the gate depend on this record, and a timestamp would change it on
+    every run; when it was judged is the commit that pinned it in dvc.lock.
+    """
     decision = summary["decision"]
-    write_json(layout.gates, {
-        # no wall-clock time: the reports and the gate depend on this file, and a timestamp would change it on
-        # every run; when it was judged is the commit that pinned it in dvc.lock
-        "policy": policy.record(), "target_stage": decision["target_stage"],
-        "headline_scenario": summary["headline_scenario"], "baseline": summary["baseline"], "variants": verdicts,
-    })
-    recommended = decision["recommended"]
-    write_json(layout.decision, {
-        "target_stage": decision["target_stage"], "policy": f"{policy.name} {policy.version}",
-        "policy_sha256": policy.sha256[:12], "passing": len(decision["passing"]), "recommended": recommended or "none",
+    return {"policy": decision["policy"], "target_stage": decision["target_stage"],
+            "headline_scenario": summary["headline_scenario"], "baseline": summary["baseline"], "variants": verdicts}
+
+
+def decision_record(summary: dict[str, Any]) -> dict[str, Any]:
+    """metrics/decision.json: the short record ``dvc exp show`` displays."""
+    decision, policy = summary["decision"], summary["decision"]["policy"]
+    recommended, stage = decision["recommended"], decision["target_stage"]
+    return {
+        "target_stage": stage, "policy": f"{policy['name']} {policy['version']}",
+        "policy_sha256": policy["sha256"][:12], "passing": len(decision["passing"]), "recommended": recommended or "none",
         "recommended_speedup": summary["variants"][recommended]["speedup"] if recommended else 0,
-        "verdict": {n: v for n, v in ((n, r["verdicts"][decision["target_stage"]]) for n, r in summary["variants"].items())},
+        "verdict": {n: r["verdicts"][stage] for n, r in summary["variants"].items()},
         **_headline_numbers(summary["variants"]),
-    })
+    }
 
 
 # The few numbers per variant that `dvc exp show` and `dvc metrics diff` display (the full table is

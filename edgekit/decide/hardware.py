@@ -64,7 +64,7 @@ class HardwareProfile:
             where the OS does not report one, e.g. macOS and most arm64 Linux).
         cpu_model: the CPU model name as recorded.
         architecture: ``platform.machine()`` (``x86_64``, ``AMD64``, ``aarch64``, ``arm64``).
-        isa: the ISA extension flags found (names from ``edgekit.environment.ISA_FLAGS``).
+        isa: the ISA extension flags found (names from ``edgekit.bench.system.ISA_FLAGS``).
         apple_silicon: macOS on arm64.
         accelerators: device kinds visible to the OS (``nvidia-gpu``, ``apple-metal``, ...).
         system: ``platform.system()`` (``Linux``, ``Darwin``, ``Windows``).

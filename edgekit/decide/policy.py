@@ -6,7 +6,7 @@ fails keeps the variant out of that stage; a ``warn`` gate is reported and does 
 is recorded next to every verdict, so a verdict can be traced to the exact policy text.
 
 Example:
-    >>> policy = load_policy(Path("policy.yaml"))
+    >>> policy = policy_from_yaml(Path("policy.yaml").read_bytes(), "policy.yaml")
     >>> verdict = evaluate_stage(policy, "production", evidence)
     >>> verdict["verdict"], [g["gate"] for g in verdict["failed_blocking"]]
     ('fail', ['speedup'])
@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -55,17 +54,12 @@ class Policy:
         return {"name": self.name, "version": self.version, "file": self.path, "sha256": self.sha256}
 
 
-def load_policy(path: Path, display: str | None = None) -> Policy:
-    """Read and validate a policy file.
+def policy_from_yaml(data: bytes, source: str) -> Policy:
+    """Parse and validate a policy file's bytes; its sha256 identifies it in every verdict.
 
     Raises:
         ConfigError: naming the file, the dotted field, the bad value and what is accepted.
     """
-    source = display or str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ConfigError("<file>", source, "an existing policy file (params.yaml: policy.file)", source) from exc
     try:
         raw = yaml.safe_load(data)
     except yaml.YAMLError as exc:

@@ -1,10 +1,10 @@
-"""The ``gate`` step: read the select stage's verdicts for one stage; fail when nothing passes, if asked.
+"""The verdicts of one stage, from the select stage's gates record; fail when nothing passes, if asked.
 
 `dvc repro` only records and reports (``edgekit gate --advisory``): a host where nothing qualifies is a
 finding, not a broken pipeline. Blocking belongs to promotion and to CI's ``edgekit gate``.
 
 Example:
-    >>> stage_verdicts(Layout(Path(".")), "production")["passing"]
+    >>> stage_verdicts(read_json(Path("outputs/gates.json")), "ort-int8", "production")["passing"]
     ['ort-int8', 'ov-int8-accuracy']
 """
 
@@ -13,23 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.decide.policy import describe_failure
-from edgekit.errors import GateError, StageInputError
-from edgekit.fsutil import read_json
-from edgekit.layout import Layout
+from edgekit.errors import GateError
 
 
-def stage_verdicts(layout: Layout, stage: str, block: bool = True) -> dict[str, Any]:
+def stage_verdicts(record: dict[str, Any], recommended: str | None, stage: str, block: bool = True) -> dict[str, Any]:
     """Passing, failing (with each failed blocking gate in words) and unmeasured variants of ``stage``.
 
     Args:
+        record: outputs/gates.json (``edgekit.decide.decision.gates_record``).
+        recommended: the decision's recommended variant, reported when ``stage`` is the record's target stage.
         block: raise when no variant passes; otherwise return the result with ``message`` saying so.
 
     Raises:
         GateError: ``block`` and no variant passes; the message names every variant's failing gates.
     """
-    if not layout.gates.is_file():
-        raise StageInputError(f"{layout.gates} is missing", "run `dvc repro select` first")
-    record = read_json(layout.gates)
     policy = record["policy"]
     result: dict[str, Any] = {"stage": stage, "policy": policy, "passing": [], "warnings": {}, "failing": {}, "not_measured": {}}
     for name, stages in record["variants"].items():
@@ -43,8 +40,7 @@ def stage_verdicts(layout: Layout, stage: str, block: bool = True) -> dict[str, 
         else:
             result["passing"].append(name)
             result["warnings"][name] = [describe_failure(g) for g in verdict["gates"] if g["result"] == "fail"]
-    summary = read_json(layout.summary) if layout.summary.is_file() else {}
-    result["recommended"] = (summary.get("decision") or {}).get("recommended") if stage == record["target_stage"] else None
+    result["recommended"] = recommended if stage == record["target_stage"] else None
     result["message"] = None if result["passing"] else _failure_message(result)
     result["evidence"] = EVIDENCE
     if result["message"] and block:

@@ -70,6 +70,8 @@ class OptimizeContext:
         pooling: ``{"pooling": "mean"|"cls"|"max", "normalize": bool}`` of the model.
         seed: the pipeline seed.
         scratch: a folder for intermediate files (removed afterwards).
+        encoder: the source model's tokenizer at ``max_seq_length`` (``edgekit.embedding.TextEncoder``), the one
+            the pipeline embeds with; the optimize stage always sets it.
     """
 
     calibration: list[str]
@@ -79,6 +81,7 @@ class OptimizeContext:
     pooling: dict[str, Any]
     seed: int
     scratch: Path
+    encoder: Any = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.embedding import TextEncoder
 from edgekit.errors import DataError, VariantError
 from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, encoder_kwargs
 from edgekit.runtimes.olive.config import OliveOptions
@@ -107,7 +106,7 @@ def _write_calibration(source: Path, folder: Path, context: OptimizeContext) -> 
             "int8-static needs calibration sentences and the data stage wrote none",
             "set data.calibration_size above 0 and run `dvc repro data`",
         )
-    batch = TextEncoder(source, context.max_seq_length).encode(context.calibration)
+    batch = context.encoder.encode(context.calibration)
     rows, width = batch["input_ids"].shape
     for name, values in batch.items():
         (folder / name).mkdir(parents=True)

@@ -27,7 +27,7 @@ import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
 
-from edgekit.data import Pair, unique_sentences
+from edgekit.datasets import Pair, unique_sentences
 from edgekit.embedding import MODEL_INPUTS, TextEncoder, cosine_rows
 from edgekit.errors import DataError, VariantError
 from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, encoder_kwargs
@@ -113,7 +113,7 @@ class OpenVinoBackend(Backend):
 
         dataset, parameters = _calibration(model, source, context, self.options.subset_size)
         pairs = validation_pairs(context, self.options.validation_size)
-        validate = SpearmanValidation(TextEncoder(source, context.max_seq_length), context.pooling)
+        validate = SpearmanValidation(context.encoder, context.pooling)
         with NncfLogCapture() as log:
             quantized = nncf.quantize_with_accuracy_control(
                 model,
@@ -254,7 +254,7 @@ def _calibration(model: ov.Model, source: Path, context: OptimizeContext, subset
             "the calibration set is empty, and int8 quantization needs it",
             "set data.calibration_size above 0 in params.yaml and run `dvc repro data`",
         )
-    encoder = TextEncoder(source, context.max_seq_length)
+    encoder = context.encoder
     names = [name for name in MODEL_INPUTS if any(name in port.get_names() for port in model.inputs)]
 
     def transform(sentence: str) -> dict[str, np.ndarray]:
@@ -330,7 +330,7 @@ class SpearmanValidation:
     def __call__(self, compiled: ov.CompiledModel, items) -> tuple[float, list[float]]:
         pairs = list(items)
         sentences = unique_sentences(pairs)
-        from edgekit.evaluate import embed, task_metric  # here: loading and running a variant never needs it
+        from edgekit.quality import embed, task_metric  # here: loading and running a variant never needs it
 
         vectors = embed(InferRunner(compiled), self.encoder, sentences, _VALIDATION_BATCH, self.pooling)
         row = {sentence: i for i, sentence in enumerate(sentences)}

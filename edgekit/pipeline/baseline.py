@@ -5,7 +5,7 @@ with the baseline's Spearman on the test pairs and on the validation pairs (what
 optimizers are told to keep).
 
 Example:
-    >>> make_baseline(params, Layout(Path(".")))
+    >>> run(params, Layout(Path(".")))
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data import Pair, load_eval_pairs, load_validation_pairs, unique_sentences
+from edgekit.datasets import Pair, load_eval_pairs, load_validation_pairs, unique_sentences
 from edgekit.embedding import TextEncoder
 from edgekit.errors import ModelSourceError
-from edgekit.evaluate import embed, task_metric
 from edgekit.fairness import CounterfactualPair, FairnessCheck, get_fairness_check, load_fairness_set
 from edgekit.fsutil import file_digests, staged_dir, tree_digest, write_json
 from edgekit.layout import Layout
 from edgekit.modelsource import ModelSource, embedding_config, resolve_source
 from edgekit.params import Params
+from edgekit.quality import embed, task_metric
 
 
 def save_source_model(source: ModelSource, out: Path) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def save_source_model(source: ModelSource, out: Path) -> dict[str, Any]:
     return record
 
 
-def make_baseline(params: Params, layout: Layout) -> dict[str, Any]:
+def run(params: Params, layout: Layout) -> dict[str, Any]:
     """Write models/source, outputs/baseline (reference embeddings) and metrics/baseline.json.
 
     Raises:

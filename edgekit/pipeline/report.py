@@ -4,7 +4,7 @@ Both outputs are written to temporary files and renamed into place, so a killed 
 a truncated report (papermill itself writes its output in place).
 
 Example:
-    >>> render_report(Layout(Path(".")), Path("notebooks/report.ipynb"))
+    >>> run(Layout(Path(".")), Path("notebooks/report.ipynb"))
 """
 
 from __future__ import annotations
@@ -71,3 +71,8 @@ def render_report(layout: Layout, notebook: Path, name: str = "report", paramete
     html = layout.reports_dir / f"{name}.html"
     to_html(executed, html)
     return html
+
+
+def run(layout: Layout, notebook: Path) -> Path:
+    """Write reports/report.ipynb and reports/report.html; return the HTML path."""
+    return render_report(layout, notebook)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.data import Pair
+from edgekit.datasets import Pair
 from edgekit.embedding import TextEncoder, cosine_rows, pool, spearman
 
 if TYPE_CHECKING:  # not at run time: the optimize stage imports this module and must not depend on fairness.py
@@ -41,11 +41,14 @@ def embed(backend, encoder: TextEncoder, sentences: list[str], batch_size: int, 
     """
     if not sentences:
         return np.zeros((0, 0), dtype=np.float32)
-    lengths = encoder.encode(sentences)["attention_mask"].sum(axis=1)
+    tokens = encoder.encode(sentences)  # once: each batch is its rows, cut to its own longest sentence
+    lengths = tokens["attention_mask"].sum(axis=1)
     order = np.argsort(lengths, kind="stable")
     chunks = []
     for start in range(0, len(order), batch_size):
-        batch = encoder.encode([sentences[i] for i in order[start : start + batch_size]])
+        rows = order[start : start + batch_size]
+        width = int(lengths[rows].max())
+        batch = {name: np.ascontiguousarray(values[rows, :width]) for name, values in tokens.items()}
         hidden = backend.run(batch)
         chunks.append(pool(hidden, batch["attention_mask"], pooling["pooling"], pooling["normalize"]))
     vectors = np.empty((len(sentences), chunks[0].shape[1]), dtype=np.float32)

@@ -9,8 +9,11 @@ the least and the most reduction the processes allow; size reduction likewise on
 also gets its place on this machine's roofline (``outputs/roofline.json``), from the weight bytes one
 call reads and the precision its runtime computes in (``edgekit.bench.roofline``).
 
+The decision itself (gates, Pareto front, recommendation) is ``edgekit.decide``, which touches no file:
+this stage reads the evidence for it and writes outputs/gates.json and metrics/decision.json.
+
 Example:
-    >>> summary = select_variants(params, Layout(Path(".")))
+    >>> summary = run(params, Layout(Path(".")))
     >>> summary["variants"]["ort-int8"]["speedup"]
 """
 
@@ -22,10 +25,11 @@ from typing import Any
 
 from edgekit.bench.roofline import bytes_per_weight, compute_precision, encoder_flops, roofline_point, weight_bytes_per_call
 from edgekit.bench.stats import bootstrap_record, process_samples, ratio_ci
-from edgekit.decide.decision import decide
+from edgekit.decide.decision import Inputs, decide, decision_record, gates_record
 from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
 from edgekit.params import Params
+from edgekit.policyfile import load_policy
 
 TABLE_COLUMNS = ("variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "speedup_ci_low", "peak_rss_mb",
                  "memory_reduction", "model_memory_mb", "model_memory_reduction", "size_mb", "cosine_mean", "cosine_min",
@@ -42,8 +46,8 @@ def _reduction_range(own: list[float], base: list[float]) -> list[float | None]:
     return [_reduction(own[1], base[0]), _reduction(own[0], base[1])]
 
 
-def _speed(bench: dict, raw: dict, base: dict, base_raw: dict, headline: str, seed: int) -> dict[str, Any]:
-    low, high = ratio_ci(process_samples(base_raw)[headline], process_samples(raw)[headline], seed=seed)
+def _speed(bench: dict, samples: dict, base: dict, base_samples: dict, headline: str, seed: int) -> dict[str, Any]:
+    low, high = ratio_ci(base_samples[headline], samples[headline], seed=seed)
     own, base_scenario = bench["scenarios"][headline], base["scenarios"][headline]
     return {
         "speedup_ci95": [round(low, 3), round(high, 3)],
@@ -106,8 +110,8 @@ def _row(name: str, bench: dict, quality: dict, base: dict, headline: str) -> di
     return row
 
 
-def select_variants(params: Params, layout: Layout) -> dict[str, Any]:
-    """Write metrics/summary.json and plots/variants.csv; return the summary."""
+def run(params: Params, layout: Layout) -> dict[str, Any]:
+    """Write metrics/summary.json, plots/variants.csv, outputs/gates.json and metrics/decision.json; return the summary."""
     headline = "b{}_s{}".format(*params.headline)
     base = read_json(layout.benchmark_metrics(params.baseline))
     if base["status"] != "ok":
@@ -115,15 +119,18 @@ def select_variants(params: Params, layout: Layout) -> dict[str, Any]:
 
         raise StageInputError(f"the baseline {params.baseline} has status {base['status']}: {base.get('error', base.get('reason'))}",
                               f"fix it and run `dvc repro benchmark@{params.baseline}`")
-    base_raw = read_json(layout.benchmark_samples(params.baseline))
+    # raw latency samples per scenario, one array per process: the CIs resample processes, then calls
+    samples = {params.baseline: process_samples(read_json(layout.benchmark_samples(params.baseline)))}
     peaks = read_json(layout.roofline)
     model_config = read_json(layout.source_model / "config.json")
-    rows = {}
+    rows, benches = {}, {}
     for name in params.variants:
         bench = read_json(layout.benchmark_metrics(name))
         row = _row(name, bench, read_json(layout.evaluate_metrics(name)), base, headline)
         if row["status"] == "ok":
-            row.update(_speed(bench, read_json(layout.benchmark_samples(name)), base, base_raw, headline, params.seed))
+            benches[name] = bench
+            samples[name] = process_samples(read_json(layout.benchmark_samples(name)))
+            row.update(_speed(bench, samples[name], base, samples[params.baseline], headline, params.seed))
             row["roofline"] = _roofline(bench, model_config, peaks, row["runtime"], row["precision"], headline)
             row["cpu_slowdown"] = _cpu_slowdown(bench, peaks, headline)
         rows[name] = row
@@ -131,10 +138,30 @@ def select_variants(params: Params, layout: Layout) -> dict[str, Any]:
     summary = {"baseline": params.baseline, "headline_scenario": headline, "threads": params.threads,
                "host": host_record(environment), "roofline_peaks": peaks, "bootstrap": bootstrap_record(params.seed),
                "variants": rows}
-    decide(params, layout, summary, environment)
+    verdicts = decide(summary, load_policy(layout.root / params.policy.file, params.policy.file),
+                      _decision_inputs(params, layout, benches, samples), environment)
+    write_json(layout.gates, gates_record(summary, verdicts))
+    write_json(layout.decision, decision_record(summary))
     write_json(layout.summary, summary)
     write_text(layout.plots_dir / "variants.csv", _csv(rows.values()))
     return summary
+
+
+def _decision_inputs(params: Params, layout: Layout, benches: dict[str, Any], samples: dict[str, Any]) -> Inputs:
+    """What the decision reads besides the table: every measured variant's benchmark metrics, samples and
+    evidence files."""
+
+    def relative(path) -> str:
+        return str(path.relative_to(layout.root))
+
+    def sources(name: str) -> dict[str, str]:
+        files = {"benchmark": layout.benchmark_metrics(name), "samples": layout.benchmark_samples(name),
+                 "evaluate": layout.evaluate_metrics(name), "baseline_samples": layout.benchmark_samples(params.baseline),
+                 "baseline_evaluate": layout.evaluate_metrics(params.baseline)}
+        return {k: relative(v) for k, v in files.items()}
+
+    return Inputs(stage=params.policy.stage, preferences=params.policy.preferences, samples=samples,
+                  sources={n: sources(n) for n in benches}, bench=benches, seed=params.seed)
 
 
 def host_record(environment: dict[str, Any]) -> dict[str, Any]:

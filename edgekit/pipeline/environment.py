@@ -1,0 +1,38 @@
+"""The ``environment`` stage: the fingerprint of the software and hardware (``edgekit.fingerprint``) and the
+digest of the source model's files.
+
+It runs on every ``dvc repro`` (``always_changed``); its outputs hold nothing volatile, so a new CPU or
+lock file re-runs exactly what depends on the machine, and a changed model (a local folder edited, another
+package version, another Hugging Face snapshot) exactly what depends on the model: DVC cannot name a
+folder that params.yaml chooses as a dep, so the baseline depends on this digest instead.
+
+Example:
+    >>> run(Layout(Path(".")))["cpu"]["model"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekit.fingerprint import fingerprint
+from edgekit.fsutil import file_digests, tree_digest, write_json
+from edgekit.layout import Layout
+from edgekit.modelsource import resolve_source
+
+
+def run(layout: Layout, out: Path | None = None, source: str | None = None) -> dict[str, Any]:
+    """Write the fingerprint to ``out`` (outputs/environment.json by default) and return it; with ``source``
+    (params' ``model.source``), also the source model's digest to outputs/model_source.json."""
+    record = fingerprint(layout.root)
+    write_json(out or layout.environment, record)
+    if source is not None:
+        write_json(layout.model_source, source_record(source))
+    return record
+
+
+def source_record(spec: str) -> dict[str, Any]:
+    """Where the source model was found and the sha256 of each of its files (no path: it differs per machine)."""
+    source = resolve_source(spec)
+    files = file_digests(source.folder)
+    return {"spec": spec, "kind": source.kind, "version": source.version, "sha256": tree_digest(files), "files": files}
