@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +92,10 @@ class _TokenBatch:
 
 class LlamaCppBackend(Backend):
     def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
-        started = time.perf_counter()
         converter = converter_source()
         architecture = check_architecture(converter, source)  # before any work: an architecture llama.cpp lacks is skipped
-        record: dict[str, Any] = {"converter": converter.record(), "architecture": architecture, "steps": [], "seconds": {}}
-        record["seconds"]["fetch"] = round(time.perf_counter() - started, 2)
+        # no durations in the record: the manifest is a DVC output and must be the same on every run
+        record: dict[str, Any] = {"converter": converter.record(), "architecture": architecture, "steps": []}
         target = out / MODEL_FILE
         if self.precision in _CONVERTER_OUTTYPES:
             self._convert(converter, source, target, self.precision, record)
@@ -112,14 +110,11 @@ class LlamaCppBackend(Backend):
         return record
 
     def _convert(self, converter, source: Path, target: Path, outtype: str, record: dict) -> None:
-        started = time.perf_counter()
         convert(converter, source, target, outtype)
-        record["seconds"]["convert"] = round(time.perf_counter() - started, 2)
         record["steps"].append(f"convert_hf_to_gguf.py --outtype {outtype} (llama-cpp-python {converter.version} sdist)")
         record["outtype"] = outtype
 
     def _quantize(self, intermediate: Path, target: Path, record: dict) -> None:
-        started = time.perf_counter()
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = _QUANT_FTYPES[self.precision]
         params.nthread = self.threads
@@ -129,7 +124,6 @@ class LlamaCppBackend(Backend):
                 f"llama_model_quantize to {self.precision.upper()} failed with status {status}",
                 "re-run with the f32 precision to check the conversion alone",
             )
-        record["seconds"]["quantize"] = round(time.perf_counter() - started, 2)
         record["steps"].append(f"llama_model_quantize F32 -> {_FTYPE_NAMES[params.ftype]} ({self.threads} threads)")
         record["quantization"] = {"ftype": _FTYPE_NAMES[params.ftype], "from": "F32"}
 

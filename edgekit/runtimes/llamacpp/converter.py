@@ -85,7 +85,7 @@ class ConverterSource:
             "llama_cpp_python": self.version,
             "sdist_sha256": self.sdist_sha256,
             "sdist_sha256_pinned": self.version in SDIST_SHA256 and self.sdist_sha256 == SDIST_SHA256[self.version],
-            "origin": self.origin,
+            "override": self.origin == "override",  # not download/cache: where the same sdist came from varies by run
             "files_sha256": tree_digest(file_digests(self.root, exclude=(MARKER,))),
         }
 

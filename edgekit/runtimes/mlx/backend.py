@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +122,6 @@ def _save_weights(model: nn.Module, out: Path) -> None:
 
 class MlxBackend(Backend):
     def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
-        started = time.perf_counter()
         # First, before any work: an architecture this encoder would compute wrongly is refused (skipped).
         config = BertConfig.from_hf(read_json(source / "config.json"))
         mx.set_default_device(select_device(self.options.device))
@@ -154,7 +152,6 @@ class MlxBackend(Backend):
             "parameter_bytes_fp32": fp32_bytes,
             "mlx": mx.__version__,
             "device": device_name(mx.default_device()),
-            "optimize_s": round(time.perf_counter() - started, 3),
         }
 
     def _mlx_config(self, bits: int | None, paths: list[str]) -> dict[str, Any]:

@@ -171,7 +171,6 @@ def _pass_history(footprint, model_id: str) -> list[dict[str, Any]]:
                 "pass": node.from_pass,
                 "model_id": node.model_id,
                 "parent_model_id": node.parent_model_id,
-                "duration_s": round(node.end_time - node.start_time, 3),
                 "config": node.pass_run_config,
             }
         )
