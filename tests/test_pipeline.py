@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
 # One variant per runtime (and both ONNX Runtime precisions): the pipeline must carry every runtime;
 # the conformance suite covers every precision.
-VARIANTS = ("pytorch-fp32", "ort-fp32", "ort-int8", "ov-int8-weights", "gguf-q8_0", "mlx-int8", "olive-int8")
+VARIANTS = ("pytorch-fp32", "ort-fp32", "ort-int8", "ov-int8", "gguf-q8_0", "mlx-int8", "olive-int8")
 
 
 def run(args: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
