@@ -262,7 +262,9 @@ def compare_variant(params, layout, name: str, texts: Path, inputs: Path, rounds
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path("."))
-    parser.add_argument("--variants", nargs="+", default=["ort-fp32", "ort-int8", "ov-fp32", "ov-int8-weights", "ov-int8"])
+    # The default sweep's ONNX Runtime and OpenVINO variants; ov-fp32 and ov-int8-weights too once made
+    # (uncommented in params.yaml and `dvc repro`).
+    parser.add_argument("--variants", nargs="+", default=["ort-fp32", "ort-int8", "ov-int8"])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     params, layout = load_params(args.project / "params.yaml"), Layout(args.project)

@@ -37,24 +37,26 @@ def check(project: str | Path = ".", params_file: str | Path | None = None, deep
     Args:
         deep: the variants checked against their runtime's config (None: every variant).
     """
-    from edgekit.datasets import check_sources
+    return _checked(project, params_file, deep)[0]
+
+
+def _checked(project: str | Path, params_file: str | Path | None, deep: tuple[str, ...] | None) -> tuple[Params, Layout, Any]:
+    """``check``'s work; also returns the layout and the resolved source model (``edgekit.modelsource.ModelSource``)."""
     from edgekit.decide.policy import require_stage
-    from edgekit.modelsource import resolve_source
     from edgekit.policyfile import load_policy
 
     params, layout = _setup(project, params_file, deep)
     require_stage(load_policy(layout.root / params.policy.file, params.policy.file), params.policy.stage)
-    check_sources(params, layout.root)
-    resolve_source(params.model.source)
-    return params
+    return params, layout, _check_model_and_data(params, layout)
 
 
-def _check_model_and_data(params: Params, layout: Layout) -> None:
+def _check_model_and_data(params: Params, layout: Layout):
+    """Check the data sources and resolve the source model (returned), each failing with its fix."""
     from edgekit.datasets import check_sources
     from edgekit.modelsource import resolve_source
 
     check_sources(params, layout.root)
-    resolve_source(params.model.source)
+    return resolve_source(params.model.source)
 
 
 def environment(project: str | Path = ".", out: str | Path | None = None) -> dict[str, Any]:
@@ -69,8 +71,8 @@ def environment(project: str | Path = ".", out: str | Path | None = None) -> dic
 
     if out is not None:
         return run(Layout(Path(project)), Path(out))
-    params = check(project)
-    return run(Layout(Path(project)), source=params.model.source)
+    params, layout, source = _checked(project, None, None)
+    return run(layout, spec=params.model.source, source=source)
 
 
 def calibrate(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:

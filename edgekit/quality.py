@@ -41,19 +41,46 @@ def embed(backend, encoder: TextEncoder, sentences: list[str], batch_size: int, 
     """
     if not sentences:
         return np.zeros((0, 0), dtype=np.float32)
+    rows, share = embed_share(backend, encoder, sentences, batch_size, pooling, (0, 1))
+    return gather([(rows, share)], len(sentences))
+
+
+def embed_share(backend, encoder: TextEncoder, sentences: list[str], batch_size: int, pooling: dict,
+                share: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors of one share of ``embed``'s batches: share ``(k, n)`` takes batches k, k + n, k + 2n, ...
+
+    The batches are the ones ``embed`` forms, so ``n`` processes that each embed one share and ``gather``
+    give exactly ``embed``'s vectors, bit for bit.
+
+    Returns:
+        the sentences' indices (rows of ``sentences``) and their vectors, row for row.
+    """
+    index, count = share
     tokens = encoder.encode(sentences)  # once: each batch is its rows, cut to its own longest sentence
     lengths = tokens["attention_mask"].sum(axis=1)
     order = np.argsort(lengths, kind="stable")
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)][index::count]
     chunks = []
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in batches:
         width = int(lengths[rows].max())
         batch = {name: np.ascontiguousarray(values[rows, :width]) for name, values in tokens.items()}
         hidden = backend.run(batch)
         chunks.append(pool(hidden, batch["attention_mask"], pooling["pooling"], pooling["normalize"]))
-    vectors = np.empty((len(sentences), chunks[0].shape[1]), dtype=np.float32)
-    vectors[order] = np.concatenate(chunks)
-    return vectors
+    if not chunks:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(batches), np.concatenate(chunks)
+
+
+def gather(shares: list[tuple[np.ndarray, np.ndarray]], count: int) -> np.ndarray:
+    """``embed_share``'s shares put back in sentence order; every one of ``count`` rows must be in exactly one."""
+    shares = [(rows, vectors) for rows, vectors in shares if len(rows)]
+    seen = np.concatenate([rows for rows, _ in shares]) if shares else np.zeros(0, dtype=np.int64)
+    if len(seen) != count or not np.array_equal(np.sort(seen), np.arange(count)):
+        raise ValueError(f"the shares hold rows {len(seen)} ({len(np.unique(seen))} distinct) of {count} sentences")
+    out = np.empty((count, shares[0][1].shape[1]), dtype=shares[0][1].dtype)
+    for rows, vectors in shares:
+        out[rows] = vectors
+    return out
 
 
 def pair_cosines(vectors: np.ndarray, sentences: list[str], pairs: list[Pair]) -> np.ndarray:

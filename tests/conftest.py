@@ -6,6 +6,7 @@ otherwise skipped with the install command in the reason (``pytest -ra`` lists t
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -60,9 +61,24 @@ def repo() -> Path:
     return REPO
 
 
+def uncomment_more_variants(text: str) -> str:
+    """params.yaml with the commented-out variants below the default sweep switched on, prose left as comments."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  # --- More variants"))
+    for i in range(start + 1, len(lines)):
+        if not lines[i].startswith("  #"):
+            break
+        if name := re.match(r"^  # ([a-z0-9_-]+):(\s+#.*)?$", lines[i]):
+            lines[i] = f"  {name.group(1)}:{name.group(2) or ''}"
+        elif key := re.match(r"^  #   ([a-z_]+: .*)$", lines[i]):
+            lines[i] = f"    {key.group(1)}"
+    return "\n".join(lines) + "\n"
+
+
 def small_params(**overrides) -> dict:
-    """The default params.yaml, shrunk so a whole pipeline runs in about a minute."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    """The default params.yaml with every variant it offers (the sweep and the commented-out ones), shrunk so a
+    whole pipeline runs in about a minute."""
+    params = yaml.safe_load(uncomment_more_variants((REPO / "params.yaml").read_text()))
     params["data"]["eval_pairs"] = 40
     params["data"]["calibration_size"] = 16
     params["benchmark"].update(batch_sizes=[1, 2], seq_lengths=[16], warmup_iterations=2, min_iterations=10,

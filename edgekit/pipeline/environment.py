@@ -18,21 +18,20 @@ from typing import Any
 from edgekit.fingerprint import fingerprint
 from edgekit.fsutil import file_digests, tree_digest, write_json
 from edgekit.layout import Layout
-from edgekit.modelsource import resolve_source
+from edgekit.modelsource import ModelSource
 
 
-def run(layout: Layout, out: Path | None = None, source: str | None = None) -> dict[str, Any]:
-    """Write the fingerprint to ``out`` (outputs/environment.json by default) and return it; with ``source``
-    (params' ``model.source``), also the source model's digest to outputs/model_source.json."""
+def run(layout: Layout, out: Path | None = None, spec: str | None = None, source: ModelSource | None = None) -> dict[str, Any]:
+    """Write the fingerprint to ``out`` (outputs/environment.json by default) and return it; with ``spec``
+    (params' ``model.source``) and its resolved ``source``, also the model's digest to outputs/model_source.json."""
     record = fingerprint(layout.root)
     write_json(out or layout.environment, record)
     if source is not None:
-        write_json(layout.model_source, source_record(source))
+        write_json(layout.model_source, source_record(spec, source))
     return record
 
 
-def source_record(spec: str) -> dict[str, Any]:
+def source_record(spec: str, source: ModelSource) -> dict[str, Any]:
     """Where the source model was found and the sha256 of each of its files (no path: it differs per machine)."""
-    source = resolve_source(spec)
     files = file_digests(source.folder)
     return {"spec": spec, "kind": source.kind, "version": source.version, "sha256": tree_digest(files), "files": files}

@@ -16,13 +16,16 @@ import importlib
 import inspect
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from edgekit.deps import Dependency, probe, require
 from edgekit.errors import ConfigError, UnsupportedModelError
 from edgekit.fsutil import read_json
+
+if TYPE_CHECKING:  # a runtime config must import without the tokenizers package
+    from edgekit.embedding import TextEncoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +74,7 @@ class OptimizeContext:
         seed: the pipeline seed.
         scratch: a folder for intermediate files (removed afterwards).
         encoder: the source model's tokenizer at ``max_seq_length`` (``edgekit.embedding.TextEncoder``), the one
-            the pipeline embeds with; the optimize stage always sets it.
+            the pipeline embeds with. Required, so calibration and validation cannot tokenize differently.
     """
 
     calibration: list[str]
@@ -81,7 +84,11 @@ class OptimizeContext:
     pooling: dict[str, Any]
     seed: int
     scratch: Path
-    encoder: Any = None
+    encoder: TextEncoder
+
+    def __post_init__(self) -> None:
+        if not callable(getattr(self.encoder, "encode", None)):
+            raise TypeError(f"OptimizeContext.encoder must be an edgekit.embedding.TextEncoder, got {self.encoder!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +133,12 @@ class RuntimeConfig:
         return ["CPU"]
 
     @classmethod
+    def evaluate_processes(cls, options: Options, threads: int) -> int:
+        """Processes the ``evaluate`` stage splits a variant's batches over: 1, since a runtime uses ``threads``
+        itself; a runtime that computes on one thread whatever ``threads`` says returns ``threads``."""
+        return 1
+
+    @classmethod
     def missing(cls, for_optimize: bool = True) -> list[Dependency]:
         """The dependencies that are not installed."""
         needed = cls.dependencies + (cls.optimize_dependencies if for_optimize else ())
@@ -158,6 +171,12 @@ class Backend(ABC):
         ``source`` is a Hugging Face folder (config.json, model.safetensors, tokenizer files).
         The tokenizer files and embedding.json are copied into ``out`` by the caller.
         """
+
+    def prepare(self, folder: Path) -> None:
+        """Import the code that loading ``folder`` needs but the runtime's import does not bring (a model class
+        that a library imports lazily), so that neither the load time nor the model's memory counts it. The
+        timing worker calls it before it reads the RSS and starts the load clock; ``load`` works without it."""
+        return None
 
     @abstractmethod
     def load(self, folder: Path) -> None:
