@@ -218,18 +218,24 @@ def test_the_memory_gate_reads_the_model_memory_by_default_and_the_least_reducti
 
 def test_model_memory_is_the_load_not_the_runtime_import(tmp_path, tokenizer_folder, monkeypatch):
     """A backend that imports its runtime lazily in load(): the worker imports it first, so the runtime's
-    96 MB stay out of the model's 64 MB."""
+    96 MB stay out of the model's 64 MB; so do the 48 MB of a model class imported in ``prepare``."""
     if not worker._reset_peak_rss():
         pytest.skip("this kernel cannot restart VmHWM (/proc/self/clear_refs)")
     runtime_module = f"edgekit_test_runtime_{id(tmp_path)}"
     (tmp_path / f"{runtime_module}.py").write_text("import numpy\nBALLAST = numpy.ones(12 * 2**20)  # 96 MB, touched\n")
+    model_class_module = f"edgekit_test_model_class_{id(tmp_path)}"
+    (tmp_path / f"{model_class_module}.py").write_text("import numpy\nBALLAST = numpy.ones(6 * 2**20)  # 48 MB, touched\n")
     monkeypatch.syspath_prepend(str(tmp_path))
 
     class LazyBackend:
         def __init__(self, precision, options, threads):
             self.weights = None
 
+        def prepare(self, folder):
+            __import__(model_class_module)  # a model class its library imports lazily (Backend.prepare)
+
         def load(self, folder):
+            assert model_class_module in sys.modules
             __import__(runtime_module)  # the runtime, imported lazily as some backends do
             self.weights = np.ones(8 * 2**20)  # 64 MB of "weights", touched
 
@@ -252,6 +258,7 @@ def test_model_memory_is_the_load_not_the_runtime_import(tmp_path, tokenizer_fol
         result = worker.run(request)
     finally:
         sys.modules.pop(runtime_module, None)
+        sys.modules.pop(model_class_module, None)
     assert result["runtime_modules_imported"] == [runtime_module]
     assert 60 * 2**20 < result["model_memory_bytes"] < 90 * 2**20, result["model_memory_bytes"] / 2**20
     assert result["peak_rss_bytes"] > result["rss_before_load_bytes"] + 60 * 2**20
