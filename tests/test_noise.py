@@ -116,9 +116,13 @@ def test_the_canary_sees_a_cpu_shared_with_another_process():
     allowed = os.sched_getaffinity(0)
     best = system.canary_reference_ms(seconds=1.0)
     with cpu_hog(allowed):
-        shared = system.cpu_canary_ms()
+        # The canary keeps the best of 5 loops of about 11 ms per CPU, and a scheduler slice can be longer than
+        # that: once in CI, all 5 loops on CPU 1 ran between the hog's slices (11.6 ms against 11.1). Three
+        # rounds, of which the median: one round that dodged the hog does not decide, nor one slow by chance.
+        rounds = [system.cpu_canary_ms() for _ in range(3)]
+    shared = {cpu: sorted(round_[cpu] for round_ in rounds)[1] for cpu in rounds[0]}
     assert set(shared) == allowed
-    assert min(shared.values()) > 1.3 * best, (shared, best)  # every CPU was shared, so every CPU is slow
+    assert min(shared.values()) > 1.3 * best, (rounds, best)  # every CPU was shared, so every CPU is slow
     assert os.sched_getaffinity(0) == allowed  # the canary gave the thread its CPUs back
 
 
