@@ -117,10 +117,11 @@ def test_the_canary_sees_a_cpu_shared_with_another_process():
     best = system.canary_reference_ms(seconds=1.0)
     with cpu_hog(allowed):
         # The canary keeps the best of 5 loops of about 11 ms per CPU, and a scheduler slice can be longer than
-        # that: once in CI, all 5 loops on CPU 1 ran between the hog's slices (11.6 ms against 11.1). Three
-        # rounds, of which the median: one round that dodged the hog does not decide, nor one slow by chance.
-        rounds = [system.cpu_canary_ms() for _ in range(3)]
-    shared = {cpu: sorted(round_[cpu] for round_ in rounds)[1] for cpu in rounds[0]}
+        # that, so a round can dodge the hog: in CI all 5 loops ran between the hog's slices on CPU 1 once, and on
+        # CPU 0 in two rounds of three another time. Nine rounds, of which the second slowest per CPU: one round
+        # slow by chance does not decide, and a dodge rate of 1 in 3 fails about once in a thousand runs.
+        rounds = [system.cpu_canary_ms() for _ in range(9)]
+    shared = {cpu: sorted(round_[cpu] for round_ in rounds)[-2] for cpu in rounds[0]}
     assert set(shared) == allowed
     assert min(shared.values()) > 1.3 * best, (rounds, best)  # every CPU was shared, so every CPU is slow
     assert os.sched_getaffinity(0) == allowed  # the canary gave the thread its CPUs back
