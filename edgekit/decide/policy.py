@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -26,7 +26,7 @@ from edgekit.decide.gates import Evidence, get_gate
 from edgekit.errors import ConfigError
 
 ACTIONS = ("block", "warn")
-_TOP_LEVEL = {"name", "version", "description", "stages"}
+_TOP_LEVEL = {"name", "version", "description", "stages", "lifecycle"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class Policy:
     stages: dict[str, tuple[GateRule, ...]]
     path: str
     sha256: str
+    # The registry's section (stage order, approvals, review dates, deploy hook); edgekit.registry
+    # validates it, so deciding never imports the registry.
+    lifecycle: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """What is written next to a verdict to identify this policy."""
@@ -96,7 +99,8 @@ def parse_policy(raw: Any, source: str = "policy.yaml", sha256: str = "") -> Pol
     rules = {stage: tuple(_rule(f"stages.{stage}.{name}", name, spec, source) for name, spec in
                           _mapping(gates or {}, None, f"stages.{stage}", source).items())
              for stage, gates in stages.items()}
-    return Policy(str(raw["name"]), str(raw["version"]), str(raw.get("description", "")), rules, source, sha256)
+    lifecycle = _mapping(raw.get("lifecycle") or {}, None, "lifecycle", source)
+    return Policy(str(raw["name"]), str(raw["version"]), str(raw.get("description", "")), rules, source, sha256, lifecycle)
 
 
 def _rule(field: str, name: str, spec: Any, source: str) -> GateRule:
