@@ -1,0 +1,29 @@
+"""The model registry: git-native (GTO's tags), with reproduction records, ordered stages, promotion gated
+on pinned metrics, approvals signed with SSH keys, and a hash-linked event log that ``verify`` checks.
+
+Example:
+    >>> from edgekit import registry
+    >>> registry.register(".", variant="ort-int8")            # v1.0.0, with its reproduction record
+    >>> registry.promote(".", "all-minilm-l6-v2@v1.0.0")      # to staging, if the staging gates pass
+    >>> registry.approve(".", "all-minilm-l6-v2@v1.0.0", key="~/.ssh/id_ed25519")
+    >>> registry.promote(".", "all-minilm-l6-v2@v1.0.0")      # to production
+    >>> registry.verify(".")
+"""
+
+from edgekit.registry.api import (
+    approve,
+    archive,
+    check,
+    checkpoint,
+    describe,
+    history,
+    promote,
+    register,
+    rollback,
+    show,
+)
+from edgekit.registry.errors import ConflictError, PromotionRefused, RegistryError, SignatureError, TamperError, WorkspaceError
+from edgekit.registry.verify import verify
+
+__all__ = ["approve", "archive", "check", "checkpoint", "describe", "history", "promote", "register", "rollback", "show",
+           "verify", "ConflictError", "PromotionRefused", "RegistryError", "SignatureError", "TamperError", "WorkspaceError"]

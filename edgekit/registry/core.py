@@ -1,0 +1,171 @@
+"""One clone's registry: its log, the policy's lifecycle as committed at HEAD, and the writes.
+
+Every write reads the state, prepares its event (gates, signatures, the declaration commit: the slow
+part, unlocked), then under the clone's lock appends it only if the log's head is still the one it read,
+creates the event's GTO tags and, when asked, pushes the log and tags to the remote in one atomic push.
+
+Example:
+    >>> registry = Registry.open(Path("."))
+    >>> registry.state().occupant("minilm", "production")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.decide.policy import Policy, policy_from_yaml
+from edgekit.params import load_params
+from edgekit.registry import gitobjects, signing
+from edgekit.registry.errors import ConflictError, RegistryError
+from edgekit.registry.events import REF, EventLog, Head, event_hash, signed_payload
+from edgekit.registry.gitrepo import GitRepo
+from edgekit.registry.lifecycle import Lifecycle, lifecycle_from_policy
+from edgekit.registry.state import State, fold
+
+PARAMS_FILE = "params.yaml"
+
+
+def now_iso() -> str:
+    """Event times are data for people and expiry dates; the log is ordered by sequence, never by these."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def tag_message(event: dict[str, Any], tag: dict[str, Any], hash_: str) -> str:
+    """GTO's wording on the first line; the event the tag stands for on the last, so a tag left behind by
+    a truncated log still names its event."""
+    what = {"register": f"Registering artifact {event['model']} version {event['version']}"}.get(
+        event["type"], f"{event['type'].capitalize()}: artifact {event['model']} version {tag.get('version', event['version'])}, {tag['name']}")
+    return f"{what}\n\nedgekit-event: {event['seq']} {hash_}\n"
+
+
+@dataclass
+class Snapshot:
+    events: list[dict[str, Any]]
+    head: Head
+    state: State
+
+
+class Registry:
+    """The registry of the git repository holding ``project``."""
+
+    def __init__(self, project: Path, repo: GitRepo):
+        self.project, self.repo = project, repo
+        self.log = EventLog(repo)
+        self.prefix = "." if project == repo.root else str(project.relative_to(repo.root))
+
+    @classmethod
+    def open(cls, project: str | Path = ".") -> Registry:
+        project = Path(project).resolve()
+        return cls(project, GitRepo.find(project))
+
+    # -- what is committed -------------------------------------------------------------------------
+    def policy(self, rev: str = "HEAD") -> Policy:
+        """The policy file as committed at ``rev`` (never the workspace's copy)."""
+        params = load_params(self.project / PARAMS_FILE, deep=())
+        path = gitobjects._join(self.prefix, params.policy.file)
+        data = self.repo.show(rev, path)
+        if data is None:
+            raise RegistryError(f"{params.policy.file} is not committed at {rev}", "commit the policy file: the registry reads it from git")
+        return policy_from_yaml(data, params.policy.file)
+
+    def lifecycle(self) -> Lifecycle:
+        return lifecycle_from_policy(self.policy())
+
+    def allowed_signers(self, lifecycle: Lifecycle) -> Path:
+        return self.project / lifecycle.allowed_signers
+
+    # -- reading ---------------------------------------------------------------------------------
+    def snapshot(self, lifecycle: Lifecycle | None = None) -> Snapshot:
+        lifecycle = lifecycle or self.lifecycle()
+        events = self.log.events()
+        return Snapshot(events, self.log.head(events), fold(events, lifecycle.exclusive))
+
+    def state(self) -> State:
+        return self.snapshot().state
+
+    def record(self, tag_commit: str, model: str, version: str) -> bytes:
+        data = self.repo.show(tag_commit, gitobjects.record_path(self.prefix, model, version))
+        if data is None:
+            raise RegistryError(f"the record of {model}@{version} is missing from commit {tag_commit[:12]}",
+                                "fetch the registry's tags (git fetch --tags) or run `edgekit registry verify`")
+        return data
+
+    # -- writing ---------------------------------------------------------------------------------
+    def new_event(self, head: Head, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.log.next_event(head, {**fields, "time": now_iso(), "actor": _actor(self.repo)})
+
+    def sign(self, event: dict[str, Any], key: Path, lifecycle: Lifecycle) -> dict[str, Any]:
+        """``event`` with its signature and the signer the allowed signers file names for the key."""
+        payload = signed_payload(event)
+        signature = signing.sign(payload, Path(key).expanduser())
+        signer = signing.verify(payload, signature, self.allowed_signers(lifecycle))
+        return {**event, "signature": signature, "signer": signer}
+
+    def write(self, event: dict[str, Any], expected: Head, push: str | None = None) -> dict[str, Any]:
+        """Append ``event`` after ``expected``, make its tags, push when ``push`` names a remote.
+
+        Raises:
+            ConflictError: the log moved since ``expected`` was read, here or on the remote.
+        """
+        hash_ = event_hash(event)
+        tags = [{**t, "message": tag_message(event, t, hash_)} for t in event.get("tags", [])]
+        with self.repo.lock():
+            self._repair_tags()
+            written = self.log.append(event, expected)
+            made = gitobjects.write_tags(self.repo, tags)
+            if push:
+                self._push(push, expected, written, made)
+        return {"seq": event["seq"], "hash": hash_, "tags": [t["name"] for t in tags]}
+
+    def _repair_tags(self) -> None:
+        """Tags of events a killed writer appended but did not tag yet (the log is the truth; tags follow it)."""
+        events = self.log.events()
+        wanted = [{**t, "message": tag_message(e, t, event_hash(e))} for e in events for t in e.get("tags", [])]
+        if wanted:
+            gitobjects.write_tags(self.repo, wanted)
+
+    def _push(self, remote: str, expected: Head, written: Head, made: list[str]) -> None:
+        refs = [f"{REF}:{REF}", *(f"refs/tags/{name}:refs/tags/{name}" for name in made)]
+        done = self.repo.git("push", "--atomic", "--quiet", remote, *refs, check=False)
+        if done.returncode == 0:
+            return
+        # Not published: undo the local append, so the clone matches the remote again and nothing is lost
+        # from the shared history (the event never reached it).
+        self.repo.git("update-ref", REF, expected.commit or "", written.commit or "", check=False) if expected.commit else \
+            self.repo.git("update-ref", "-d", REF, check=False)
+        gitobjects.delete_tags(self.repo, made)
+        rejected = "rejected" in done.stderr or "fetch first" in done.stderr or "non-fast-forward" in done.stderr
+        if rejected:
+            raise ConflictError(f"{remote} has registry events this clone does not (the push was rejected)",
+                                f"nothing was written; run `edgekit registry pull --remote {remote}` and the command again")
+        raise RegistryError(f"git push to {remote} failed: {done.stderr.strip()[-300:]}", "nothing was written; check the remote and retry")
+
+    def pull(self, remote: str) -> dict[str, Any]:
+        """Fetch the remote's log (fast-forward only) and tags."""
+        with self.repo.lock():
+            done = self.repo.git("fetch", "--quiet", remote, f"{REF}:{REF}", "refs/tags/*:refs/tags/*", check=False)
+        if done.returncode:
+            raise ConflictError(f"cannot fast-forward the registry from {remote}: {done.stderr.strip()[-300:]}",
+                                "this clone has events the remote lacks: push them, or run `edgekit registry verify` on both")
+        head = self.log.head()
+        return {"remote": remote, "seq": head.seq, "hash": head.hash}
+
+    def run_hook(self, stage: str, lifecycle: Lifecycle, env: dict[str, str]) -> dict[str, Any] | None:
+        """The policy's deploy command for ``stage``, with the promoted version in EDGEKIT_* variables."""
+        command = lifecycle.deploy.get(stage, "")
+        if not command:
+            return None
+        import os
+
+        done = subprocess.run(["bash", "-c", command], cwd=self.project, env={**os.environ, **env}, capture_output=True, text=True)
+        return {"command": command, "returncode": done.returncode, "stdout": done.stdout[-2000:], "stderr": done.stderr[-2000:]}
+
+
+def _actor(repo: GitRepo) -> str:
+    """Who ran the command, as git is configured: shown in history, never trusted (signatures are)."""
+    done = repo.git("config", "user.email", check=False)
+    return done.stdout.strip() or "unknown"

@@ -1,0 +1,116 @@
+"""The registry's event log: one git commit per event on ``refs/edgekit/registry``, each event a JSON
+object with a sequence number and the sha256 of the event before it. Order is the chain, never a clock.
+
+A write is a compare-and-swap of the ref (``git update-ref <ref> <new> <old>``) under the clone's lock, so
+of two writers who read the same head one appends and the other gets a ``ConflictError``; a git push of
+the ref is the same compare-and-swap on the remote (a rejected non-fast-forward).
+
+Example:
+    >>> log = EventLog(GitRepo.find(Path(".")))
+    >>> head = log.head()
+    >>> log.append({"type": "register", "model": "minilm", ...}, expected=head)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from edgekit.registry.errors import ConflictError, RegistryError
+from edgekit.registry.gitrepo import EMPTY_TREE, GitRepo
+
+REF = "refs/edgekit/registry"
+GENESIS = "0" * 64
+_SEPARATOR = "\x1e"
+
+
+def canonical(payload: dict[str, Any]) -> bytes:
+    """The bytes an event is hashed and signed as: sorted keys, no spaces, UTF-8."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(event)).hexdigest()
+
+
+def signed_payload(event: dict[str, Any]) -> bytes:
+    """What a signature covers: the whole event (its place in the chain too) but the signature and the signer,
+    which is found from the signature."""
+    return canonical({k: v for k, v in event.items() if k not in ("signature", "signer")})
+
+
+@dataclass(frozen=True)
+class Head:
+    """The log's last event as a writer saw it: its commit, sequence number and hash (None: empty log)."""
+
+    commit: str | None
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    commit: str
+    event: dict[str, Any] | None  # None: the commit's message is not an event (a tampered log)
+    raw: str
+
+
+class EventLog:
+    """Read and append the events of one clone's registry."""
+
+    def __init__(self, repo: GitRepo, ref: str = REF):
+        self.repo, self.ref = repo, ref
+
+    def stored(self) -> list[StoredEvent]:
+        """Every commit of the log, oldest first, with its parsed event."""
+        if self.repo.resolve(self.ref) is None:
+            return []
+        text = self.repo.out("log", "--reverse", f"--format=%H%n%B{_SEPARATOR}", self.ref)
+        return [_parse(chunk) for chunk in text.split(_SEPARATOR) if chunk.strip()]
+
+    def events(self) -> list[dict[str, Any]]:
+        stored = self.stored()
+        broken = [s for s in stored if s.event is None]
+        if broken:
+            raise RegistryError(f"the registry log holds a commit that is not an event: {broken[0].commit[:12]}",
+                                "run `edgekit registry verify` to see what was changed")
+        return [s.event for s in stored]
+
+    def head(self, events: list[dict[str, Any]] | None = None) -> Head:
+        commit = self.repo.resolve(self.ref)
+        if commit is None:
+            return Head(None, 0, GENESIS)
+        last = (events if events is not None else self.events())[-1]
+        return Head(commit, last["seq"], event_hash(last))
+
+    def next_event(self, head: Head, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` placed after ``head``: its sequence number and the previous event's hash added."""
+        return {**fields, "seq": head.seq + 1, "prev": head.hash}
+
+    def append(self, event: dict[str, Any], expected: Head) -> Head:
+        """Write ``event`` after ``expected``; the caller holds ``repo.lock()``.
+
+        Raises:
+            ConflictError: the log's head is no longer ``expected`` (another writer was first).
+        """
+        if event["seq"] != expected.seq + 1 or event["prev"] != expected.hash:
+            raise RegistryError(f"event {event['seq']} does not follow event {expected.seq}", "build it with next_event()")
+        parents = ["-p", expected.commit] if expected.commit else []
+        commit = self.repo.out("commit-tree", EMPTY_TREE, *parents, input=canonical(event).decode())
+        done = self.repo.git("update-ref", self.ref, commit, expected.commit or "0" * 40, check=False)
+        if done.returncode:
+            raise ConflictError(f"the registry changed while this {event['type']} was prepared (it expected event {expected.seq} last)",
+                                "nothing was written; look at `edgekit registry history` and run the command again")
+        return Head(commit, event["seq"], event_hash(event))
+
+
+def _parse(chunk: str) -> StoredEvent:
+    commit, _, body = chunk.strip("\n").partition("\n")
+    body = body.strip()
+    try:
+        event = json.loads(body)
+    except json.JSONDecodeError:
+        event = None
+    return StoredEvent(commit, event if isinstance(event, dict) else None, body)

@@ -1,0 +1,207 @@
+"""Verify a registry: the hash chain, every event against the state before it, every signature, every
+record digest, every GTO tag against the event it stands for, and the tail against a checkpoint.
+
+What each check catches (the tamper corpus in tests/test_registry.py mutates every event each way):
+an edited event breaks the next event's ``prev`` (or, for the last one, its tags' event hash, its
+signature, or the checkpoint); a deleted, inserted, duplicated or reordered event breaks the sequence and
+the chain; a forged signature fails ``ssh-keygen -Y verify``; a truncated tail leaves tags naming events
+the log no longer has, and misses the checkpoint, which a writer cannot rewrite when it is kept outside
+its reach (a protected tag on the remote, or CI's artifact: README, "The audit log").
+
+Example:
+    >>> verify(".", checkpoint={"seq": 12, "hash": "3f2a…"})["events"]
+    12
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from edgekit.registry import signing
+from edgekit.registry.core import Registry, tag_message
+from edgekit.registry.errors import RegistryError, SignatureError, TamperError
+from edgekit.registry.events import GENESIS, event_hash, signed_payload
+from edgekit.registry.gitobjects import existing_tags
+from edgekit.registry.lifecycle import Lifecycle
+from edgekit.registry.state import State, apply
+
+_COMMON = {"seq", "prev", "type", "model", "time", "actor"}
+_FIELDS = {"register": {"version", "variant", "commit", "tag_commit", "record_sha256", "tags"},
+           "promote": {"version", "stage", "moves", "tags"}, "rollback": {"version", "stage", "moves", "tags"},
+           "archive": {"version", "stage", "moves", "tags"}, "approve": {"version", "stage", "record_sha256", "signature", "signer"}}
+
+
+def verify(project: str | Path = ".", checkpoint: dict[str, Any] | None = None, raise_on_problem: bool = True) -> dict[str, Any]:
+    """Check the whole log; return what was checked, or raise naming every problem.
+
+    Args:
+        checkpoint: ``{"seq": N, "hash": H}`` of an event kept outside the writer's reach.
+
+    Raises:
+        TamperError: with ``problems``, one per failing event (sequence number, hash and what is wrong).
+    """
+    registry = Registry.open(project)
+    lifecycle = registry.lifecycle()
+    stored = registry.log.stored()
+    problems: list[dict[str, Any]] = []
+    events = _chain(stored, problems)
+    state = _replay(registry, lifecycle, events, problems)
+    pending = _tags(registry, state, events, problems)
+    if checkpoint:
+        _checkpoint(events, checkpoint, problems)
+    report = {"events": len(stored), "head": {"seq": events[-1]["seq"], "hash": event_hash(events[-1])} if events else None,
+              "signatures": sum("signature" in e for e in events), "tags": len(state.tags), "tags_pending": pending,
+              "checkpoint": checkpoint, "problems": problems, "ok": not problems}
+    if problems and raise_on_problem:
+        raise TamperError(problems)
+    return report
+
+
+def _problem(problems: list, seq: Any, hash_: str | None, text: str) -> None:
+    problems.append({"seq": seq, "hash": hash_, "problem": text})
+
+
+def _chain(stored: list, problems: list) -> list[dict[str, Any]]:
+    """The events whose place in the chain holds: sequence numbers 1, 2, … and each ``prev`` the hash before."""
+    events, previous = [], GENESIS
+    for position, item in enumerate(stored, start=1):
+        event = item.event
+        if event is None:
+            _problem(problems, position, None, f"commit {item.commit[:12]} is not an event (edited or inserted)")
+            continue
+        hash_ = event_hash(event)
+        if event.get("seq") != position:
+            kind = "duplicated" if any(event_hash(e) == hash_ for e in events) else "deleted, inserted or reordered around it"
+            _problem(problems, event.get("seq"), hash_, f"is at position {position} of the log: an event was {kind}")
+        elif event.get("prev") != previous:
+            _problem(problems, position - 1, previous, f"event {position - 1} was edited: event {position} follows hash {str(event.get('prev'))[:12]}…, "
+                                                        f"event {position - 1} hashes to {previous[:12]}…")
+        missing = (_COMMON | _FIELDS.get(event.get("type"), set())) - set(event)
+        if missing or event.get("type") not in _FIELDS:
+            _problem(problems, event.get("seq"), hash_, f"type {event.get('type')!r} or fields {sorted(missing)} missing: edited")
+            previous = hash_
+            continue
+        events.append(event)
+        previous = hash_
+    return events
+
+
+def _replay(registry: Registry, lifecycle: Lifecycle, events: list[dict[str, Any]], problems: list) -> State:
+    """Apply each event to the state before it, refusing what the registry itself would have refused."""
+    state, records = State(), _record_digests(registry, events)
+    signers = registry.allowed_signers(lifecycle)
+    for event in events:
+        hash_ = event_hash(event)
+        try:
+            _check_event(state, event, lifecycle, records)
+            _check_signature(event, signers)
+            apply(state, event, hash_, lifecycle.exclusive)
+        except (RegistryError, KeyError, TypeError) as exc:
+            _problem(problems, event["seq"], hash_, f"{event['type']} {event['model']}@{event.get('version')}: {exc}")
+            continue
+        _check_exclusive(state, event, lifecycle, problems, hash_)
+    return state
+
+
+def _check_event(state: State, event: dict[str, Any], lifecycle: Lifecycle, records: dict[str, str | None]) -> None:
+    model, version = event["model"], event["version"]
+    if event["type"] == "register":
+        if (model, version) in state.versions:
+            raise RegistryError(f"{model}@{version} registered twice")
+        if records.get(event["tag_commit"]) != event["record_sha256"]:
+            raise RegistryError("the record in its declaration commit does not match record_sha256")
+        return
+    entry = state.version(model, version)
+    if event["type"] == "approve":
+        if event["record_sha256"] != entry.record_sha256:
+            raise RegistryError("approves a record the version does not have")
+        return
+    for move in event["moves"]:
+        moved = state.version(model, move["version"])
+        if move["from"] != moved.stage:
+            raise RegistryError(f"moves {move['version']} from {move['from']} but it is in {moved.stage}")
+    if event["type"] == "promote" and lifecycle.next_stage(entry.stage) != event["stage"]:
+        raise RegistryError(f"promotes from {entry.stage} to {event['stage']}, out of the lifecycle's order")
+
+
+def _check_signature(event: dict[str, Any], signers: Path) -> None:
+    if "signature" not in event:
+        return
+    try:
+        found = signing.verify(signed_payload(event), event["signature"], signers)
+    except SignatureError as exc:
+        raise RegistryError(f"signature: {exc.message}") from exc
+    if found != event.get("signer"):
+        raise RegistryError(f"signer {event.get('signer')} is not the key's principal {found}")
+
+
+def _check_exclusive(state: State, event: dict[str, Any], lifecycle: Lifecycle, problems: list, hash_: str) -> None:
+    for stage in lifecycle.exclusive:
+        holders = [v.version for (m, _), v in state.versions.items() if m == event["model"] and v.stage == stage]
+        if len(holders) > 1:
+            _problem(problems, event["seq"], hash_, f"leaves {len(holders)} versions in exclusive stage {stage}: {', '.join(holders)}")
+
+
+def _record_digests(registry: Registry, events: list[dict[str, Any]]) -> dict[str, str | None]:
+    """sha256 of each registration's record, read in one ``git cat-file --batch``."""
+    from edgekit.registry.gitobjects import record_path
+
+    wanted = {e["tag_commit"]: f"{e['tag_commit']}:{record_path(registry.prefix, e['model'], e['version'])}"
+              for e in events if e.get("type") == "register" and isinstance(e.get("tag_commit"), str)}
+    if not wanted:
+        return {}
+    done = registry.repo.git("cat-file", "--batch", input="\n".join(wanted.values()).encode() + b"\n", text=False)
+    digests, data, position = {}, done.stdout, 0
+    for commit in wanted:
+        header_end = data.index(b"\n", position)
+        header = data[position:header_end].split()
+        if header[-1] == b"missing":
+            digests[commit], position = None, header_end + 1
+            continue
+        size = int(header[2])
+        digests[commit] = hashlib.sha256(data[header_end + 1:header_end + 1 + size]).hexdigest()
+        position = header_end + 1 + size + 1
+    return digests
+
+
+def _tags(registry: Registry, state: State, events: list[dict[str, Any]], problems: list) -> list[str]:
+    """Every tag the log made must point where its event says and name that event; a GTO tag of a
+    registered model that the log does not know means the log lost events. Missing tags are pending (a
+    writer killed between its append and its tags; the next write makes them)."""
+    present = existing_tags(registry.repo)
+    by_seq = {e["seq"]: e for e in events}
+    pending = []
+    for name, (target, seq, hash_) in state.tags.items():
+        if name not in present:
+            pending.append(name)
+            continue
+        actual, message = present[name]
+        tag = next(t for t in by_seq[seq]["tags"] if t["name"] == name)
+        if actual != target or message.strip() != tag_message(by_seq[seq], tag, hash_).strip():
+            _problem(problems, seq, hash_, f"tag {name} does not match its event (edited event or moved tag)")
+    models = set(state.models())
+    for name, (_, message) in present.items():
+        if name not in state.tags and _tag_model(name) in models:
+            _problem(problems, _event_seq(message), None, f"tag {name} names an event the log does not have: the log was truncated or edited")
+    return pending
+
+
+def _tag_model(name: str) -> str:
+    return name.split("@", 1)[0].split("#", 1)[0]
+
+
+def _event_seq(message: str) -> int | None:
+    for line in message.splitlines():
+        if line.startswith("edgekit-event: "):
+            return int(line.split()[1])
+    return None
+
+
+def _checkpoint(events: list[dict[str, Any]], checkpoint: dict[str, Any], problems: list) -> None:
+    seq, expected = int(checkpoint["seq"]), checkpoint["hash"]
+    if seq > len(events):
+        _problem(problems, seq, expected, f"the checkpoint names event {seq}, the log ends at {len(events)}: its tail was truncated")
+    elif seq > 0 and event_hash(events[seq - 1]) != expected:
+        _problem(problems, seq, expected, f"event {seq} is not the one the checkpoint holds: the log was rewritten up to it")
