@@ -149,3 +149,26 @@ def baseline_project(tmp_path_factory) -> Path:
     api.data(folder)
     api.baseline(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def registry_keys(tmp_path_factory) -> dict[str, Path]:
+    """SSH keys: alice and bob are in the test project's allowed signers, mallory is not."""
+    from registry_project import make_keys
+
+    return make_keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="session")
+def registry_template(tmp_path_factory, registry_keys) -> Path:
+    from registry_project import build
+
+    return build(tmp_path_factory.mktemp("registry-template") / "project", registry_keys)
+
+
+@pytest.fixture
+def registry_project(registry_template, tmp_path) -> Path:
+    """A fresh copy of the registry test project (see tests/registry_project.py)."""
+    from registry_project import copy
+
+    return copy(registry_template, tmp_path / "project")

@@ -15,8 +15,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekit.fsutil import read_json
 from edgekit.layout import Layout
 from edgekit.registry.core import Registry, Snapshot
@@ -414,7 +412,3 @@ def _parse_time(text: str) -> dt.datetime:
     except ValueError as exc:
         raise RegistryError(f"time {text!r} is not an ISO date", "write it as 2026-12-31 or 2026-12-31T12:00:00+00:00") from exc
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def _unused(_: Any) -> np.ndarray:  # keeps numpy imported for Evidence's arrays in type checkers
-    return np.asarray(_)

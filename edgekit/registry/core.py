@@ -135,7 +135,9 @@ class Registry:
             return
         # Not published: undo the local append, so the clone matches the remote again and nothing is lost
         # from the shared history (the event never reached it).
-        self.repo.git("update-ref", REF, expected.commit or "", written.commit or "", check=False) if expected.commit else \
+        if expected.commit:
+            self.repo.git("update-ref", REF, expected.commit, written.commit or "", check=False)
+        else:
             self.repo.git("update-ref", "-d", REF, check=False)
         gitobjects.delete_tags(self.repo, made)
         rejected = "rejected" in done.stderr or "fetch first" in done.stderr or "non-fast-forward" in done.stderr

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def check_workspace(repo: GitRepo, project: Path) -> None:
 
 def dvc_status(project: Path) -> dict[str, Any]:
     """``dvc status --json`` without the stages that are only marked always-changed."""
-    done = subprocess.run(["dvc", "status", "--json"], cwd=project, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=project, capture_output=True, text=True)
     if done.returncode:
         raise WorkspaceError(f"`dvc status` failed: {done.stderr.strip()[-400:]}", "run `dvc status` in the project and fix what it says")
     status = json.loads(done.stdout or "{}")
