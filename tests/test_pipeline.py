@@ -180,6 +180,57 @@ def test_a_second_repro_reruns_only_the_environment_check(clone):
     assert (clone / "dvc.lock").read_text() == lock  # nothing volatile in the environment record
 
 
+def _git_commit(clone: Path, message: str) -> None:
+    run(["git", "add", "-A"], clone)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], clone)
+
+
+def _relaxed_policy(clone: Path) -> None:
+    """Every gate a warning: the story's mechanics on a host where nothing passes the shipped gates."""
+    policy = yaml.safe_load((clone / "policy.yaml").read_text())
+    for gates in policy["stages"].values():
+        for rule in gates.values():
+            rule["action"] = "warn"
+    (clone / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+
+
+def test_the_registry_story_from_the_readme(clone, tmp_path):
+    """dvc repro → register the recommended variant → staging → a signed approval → production → verify → check;
+    `gto show` and `dvc artifacts get --stage production` (through `edgekit registry fetch`) agree with
+    `edgekit registry show`."""
+    key = tmp_path / "alice"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f", str(key)], tmp_path)
+    signers = clone / ".edgekit" / "allowed_signers"
+    signers.write_text(signers.read_text() + f'alice@example.com namespaces="edgekit-registry" {key.with_suffix(".pub").read_text()}')
+    run(["dvc", "remote", "add", "-d", "local", str(tmp_path / "dvc-remote")], clone)
+    _git_commit(clone, "measured; alice approves; a local DVC remote")
+    run(["dvc", "push", "-q"], clone)
+    decision = json.loads((clone / "metrics" / "decision.json").read_text())
+    variant = decision["recommended"] or "ort-int8"
+    registered = json.loads(run(["edgekit", "registry", "register", "--variant", variant, "--json"], clone).stdout)
+    ref = f"{registered['model']}@{registered['version']}"
+    if decision["recommended"] is None:  # nothing passes on this host: the mechanics, with the gates as warnings
+        _relaxed_policy(clone)
+        _git_commit(clone, "gates as warnings")
+    run(["edgekit", "registry", "promote", ref, "--json"], clone)
+    refused = run(["edgekit", "registry", "promote", ref], clone, check=False)
+    assert refused.returncode == 1 and "needs 1 signed approval" in refused.stderr, refused.stderr
+    approval = json.loads(run(["edgekit", "registry", "approve", ref, "--key", str(key), "--json"], clone).stdout)
+    assert approval["signer"]["principal"] == "alice@example.com"
+    assert json.loads(run(["edgekit", "registry", "promote", ref, "--json"], clone).stdout)["stage"] == "production"
+    assert json.loads(run(["edgekit", "registry", "verify", "--json"], clone).stdout)["ok"]
+    run(["edgekit", "registry", "check"], clone)  # just promoted: nothing due for review
+    shown = json.loads(run(["edgekit", "registry", "show", "--json"], clone).stdout)["models"][registered["model"]]
+    assert shown["stages"]["production"] == registered["version"]
+    gto = json.loads(run(["gto", "show", "--json"], clone).stdout)
+    assert gto[registered["model"]]["stage"]["production"] == registered["version"], gto
+    fetched = json.loads(run(["edgekit", "registry", "fetch", registered["model"], "--out", str(tmp_path / "deploy"), "--json"],
+                             clone).stdout)
+    assert fetched["version"] == registered["version"] and fetched["variant"] == variant
+    manifest = json.loads((tmp_path / "deploy" / "manifest.json").read_text())
+    assert manifest["variant"] == variant and manifest["files"]
+
+
 def test_dvc_metrics_are_the_short_decision_record(clone):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], clone).stdout)
     files = metrics[""]["data"]

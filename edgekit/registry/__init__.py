@@ -16,6 +16,7 @@ from edgekit.registry.api import (
     check,
     checkpoint,
     describe,
+    fetch,
     history,
     promote,
     register,
@@ -23,7 +24,8 @@ from edgekit.registry.api import (
     show,
 )
 from edgekit.registry.errors import ConflictError, PromotionRefused, RegistryError, SignatureError, TamperError, WorkspaceError
+from edgekit.registry.reproduce import reproduce
 from edgekit.registry.verify import verify
 
-__all__ = ["approve", "archive", "check", "checkpoint", "describe", "history", "promote", "register", "rollback", "show",
+__all__ = ["approve", "archive", "check", "checkpoint", "describe", "fetch", "history", "promote", "register", "reproduce", "rollback", "show",
            "verify", "ConflictError", "PromotionRefused", "RegistryError", "SignatureError", "TamperError", "WorkspaceError"]

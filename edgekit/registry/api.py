@@ -412,3 +412,43 @@ def _parse_time(text: str) -> dt.datetime:
     except ValueError as exc:
         raise RegistryError(f"time {text!r} is not an ISO date", "write it as 2026-12-31 or 2026-12-31T12:00:00+00:00") from exc
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+# -- fetch (what a deployment runs) --------------------------------------------------------------------
+def fetch(project: str | Path = ".", model: str = "", out: str | Path = "", stage: str | None = None,
+          version: str | None = None) -> dict[str, Any]:
+    """Download the version a stage holds (or a named version) with ``dvc artifacts get`` and check every
+    file against the digests in its registry record before anyone runs it.
+
+    Raises:
+        IntegrityError: a downloaded file is missing, extra or differs from the record.
+    """
+    import subprocess
+    import sys
+
+    from edgekit.errors import IntegrityError
+    from edgekit.fsutil import file_digests
+
+    registry = Registry.open(project)
+    lifecycle = registry.lifecycle()
+    state = registry.snapshot(lifecycle).state
+    stage = None if version else (stage or lifecycle.stages[-2])
+    name = version or state.occupant(model, stage)
+    if name is None:
+        raise RegistryError(f"no version of {model} is in {stage}", f"see `edgekit registry show {model}`")
+    entry = state.version(model, name)
+    record = load_record(registry, entry)
+    target = Path(out or Path("deploy") / model).resolve()
+    done = subprocess.run([sys.executable, "-m", "dvc", "artifacts", "get", str(registry.repo.root), model, "--rev", name,
+                           "-o", str(target), "--force"], cwd=registry.project, capture_output=True, text=True)
+    if done.returncode:
+        raise RegistryError(f"`dvc artifacts get` of {model}@{name} failed: {done.stderr.strip()[-500:]}",
+                            "push the variant to the DVC remote (`dvc push`) and check `dvc remote list`")
+    actual = {n: d["sha256"] for n, d in file_digests(target).items()}
+    expected = {n: d["sha256"] for n, d in record["files"].items()}
+    wrong = sorted(n for n in set(actual) | set(expected) if actual.get(n) != expected.get(n))
+    if wrong:
+        raise IntegrityError(f"{model}@{name} fetched into {target} does not match its registry record: {', '.join(wrong[:5])}",
+                             "do not deploy it; run `edgekit registry verify` and re-push the variant with `dvc push`")
+    return {"model": model, "version": name, "stage": entry.stage, "variant": entry.variant, "out": str(target),
+            "files": len(actual), "record_sha256": entry.record_sha256, "tag_commit": entry.tag_commit}

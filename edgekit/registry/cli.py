@@ -203,6 +203,17 @@ def pull(project: Project = Path("."), remote: Annotated[str, typer.Option(help=
 
 
 @app.command()
+def fetch(model: Annotated[str, typer.Argument(help="Model name.")], project: Project = Path("."),
+          out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder (default: deploy/<model>).")] = None,
+          stage: Annotated[str | None, typer.Option(help="The stage whose version to fetch (default: production).")] = None,
+          version: Annotated[str | None, typer.Option(help="A version instead of a stage.")] = None, as_json: Json = False) -> None:
+    """Download a stage's version with `dvc artifacts get` and check every file against its record."""
+    result = api.fetch(project, model, out or "", stage, version)
+    _emit(result, as_json, f"{model}@{result['version']} ({result['variant']}, {result['stage']}): {result['files']} files in "
+                           f"{result['out']} match the record")
+
+
+@app.command()
 def reproduce(ref: Ref, project: Project = Path("."), as_json: Json = False) -> None:
     """Re-run the pinned pipeline for the version in a temporary worktree; print digest and metric differences."""
     from edgekit.registry.reproduce import reproduce as run

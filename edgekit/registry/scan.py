@@ -20,6 +20,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import logging
 import os
 import pickletools
 import stat
@@ -375,10 +376,15 @@ def _picklescan_findings(path: Path) -> list[_Refused]:
     """picklescan's second opinion: any dangerous or suspicious global, or a scan error, is refused."""
     from picklescan.scanner import SafetyLevel, scan_file_path  # heavy-ish; only when scanning
 
+    # picklescan logs a warning for every file that is not a pickle, i.e. for every allowed model file
+    quiet = logging.getLogger("picklescan")
+    level, quiet.level = quiet.level, logging.ERROR
     try:
         result = scan_file_path(str(path))
     except Exception as exc:  # noqa: BLE001 - any crash of the second opinion is itself a finding
         return [_Refused(f"picklescan failed: {type(exc).__name__}: {exc}", "pickle-bearing")]
+    finally:
+        quiet.setLevel(level)
     flagged = sorted(
         f"{g.module}.{g.name} ({g.safety.value})" for g in result.globals if g.safety != SafetyLevel.Innocuous
     )
