@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from registry_project import MODEL, REPO, commit_all, run
 
 from edgekit import registry
-from registry_project import MODEL, REPO, commit_all, run
 
 V1 = f"{MODEL}@v1.0.0"
 
