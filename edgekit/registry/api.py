@@ -74,6 +74,10 @@ def register(project: str | Path = ".", model: str | None = None, variant: str |
     check_workspace(registry.repo, registry.project)
     layout = Layout(registry.project)
     variant = variant or _recommended(layout)
+    measured = [name for name, row in read_json(layout.summary)["variants"].items() if row.get("status") == "ok"]
+    if variant not in measured:  # before the manifest check, whose hint would name a stage that does not exist
+        raise RegistryError(f"variant {variant!r} has no measurements in {layout.summary.relative_to(layout.root)}",
+                            f"measured variants: {', '.join(measured)}")
     folder = layout.variant_dir(variant)
     verify_manifest(folder)
     scan = scan_folder(folder)
@@ -273,6 +277,9 @@ def approve(project: str | Path = ".", ref: str = "", stage: str | None = None, 
     snap = registry.snapshot(lifecycle)
     entry = snap.state.version(model, version)
     stage = stage or lifecycle.next_stage(entry.stage)
+    if stage is None:
+        raise RegistryError(f"{ref} is in {entry.stage}, from where no promotion goes on, so there is nothing to approve",
+                            "approve a version that is registered or in an earlier stage")
     if stage not in lifecycle.stages[:-1]:
         raise RegistryError(f"cannot approve {ref} for {stage!r}", f"stages a version is promoted to: {', '.join(lifecycle.stages[:-1])}")
     event = registry.new_event(snap.head, {"type": "approve", "model": model, "version": version, "stage": stage,

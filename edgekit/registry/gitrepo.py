@@ -63,7 +63,9 @@ class GitRepo:
 
     def dirty(self) -> list[str]:
         """Tracked files changed and untracked files not ignored, as `git status --porcelain` lines."""
-        return [line for line in self.out("status", "--porcelain", "--untracked-files=normal").splitlines() if line]
+        # Not out(): its strip() would eat the first line's leading status column (" M policy.yaml").
+        done = self.git("status", "--porcelain", "--untracked-files=normal")
+        return [line for line in done.stdout.splitlines() if line]
 
     def show(self, rev: str, path: str) -> bytes | None:
         done = self.git("show", f"{rev}:{path}", check=False, text=False)

@@ -1,7 +1,7 @@
 """Verify a registry: the hash chain, every event against the state before it, every signature, every
 record digest, every GTO tag against the event it stands for, and the tail against a checkpoint.
 
-What each check catches (the tamper corpus in tests/test_registry.py mutates every event each way):
+What each check catches (the tamper corpus in tests/test_registry_robustness.py mutates every event each way):
 an edited event breaks the next event's ``prev`` (or, for the last one, its tags' event hash, its
 signature, or the checkpoint); a deleted, inserted, duplicated or reordered event breaks the sequence and
 the chain; a forged signature fails ``ssh-keygen -Y verify``; a truncated tail leaves tags naming events
