@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edgekit import __version__, api
+from edgekit import __version__
 from edgekit.errors import EdgekitError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Optimize, measure and select a model for edge runtimes.")
@@ -33,6 +33,14 @@ _state = {"traceback": False}
 
 Project = Annotated[Path, typer.Option("--project", "-C", help="Project folder (holds params.yaml and dvc.yaml).")]
 Variant = Annotated[str, typer.Argument(help="A variant name from params.yaml.")]
+
+
+def _api():
+    """edgekit.api, imported when a pipeline verb runs: it imports every runtime's config and numpy (0.6 s), which
+    `edgekit registry ...` and `--help` do not need."""
+    from edgekit import api
+
+    return api
 
 
 def _version(value: bool) -> None:
@@ -56,21 +64,21 @@ def _done(message: str) -> None:
 @app.command()
 def check(project: Project = Path(".")) -> None:
     """Validate params.yaml, the source model and the data files."""
-    params = api.check(project)
+    params = _api().check(project)
     _done(f"params valid: {len(params.variants)} variants, model {params.model.source}, {params.threads} threads")
 
 
 @app.command()
 def environment(project: Project = Path("."), output: Annotated[Path | None, typer.Option("--out")] = None) -> None:
     """Fingerprint the software and hardware."""
-    record = api.environment(project, output)
+    record = _api().environment(project, output)
     _done(f"environment: {record['cpu']['model']}, ISA {' '.join(record['cpu']['isa'])}")
 
 
 @app.command()
 def calibrate(project: Project = Path(".")) -> None:
     """Measure this machine's roofline (GEMM throughput, memory bandwidth)."""
-    record = api.calibrate(project)
+    record = _api().calibrate(project)
     int8 = record["int8_gemm_gops"]
     _done(f"roofline: fp32 GEMM {record['fp32_gemm_gflops']} GFLOP/s, int8 GEMM {int8 if int8 is not None else 'n/a'} GOP/s, "
           f"memory {record['memory_bandwidth_gbs']} GB/s, energy {record['energy']}")
@@ -79,14 +87,14 @@ def calibrate(project: Project = Path(".")) -> None:
 @app.command()
 def data(project: Project = Path(".")) -> None:
     """Build the evaluation and calibration sets."""
-    record = api.data(project)
+    record = _api().data(project)
     _done(f"data: {record['pairs']} evaluation pairs")
 
 
 @app.command()
 def baseline(project: Project = Path(".")) -> None:
     """Load the source model and record PyTorch fp32 reference outputs."""
-    record = api.baseline(project)
+    record = _api().baseline(project)
     _done(f"baseline: {record['source']} ({record['parameters']:,} parameters), Spearman {record['spearman']:.2f}")
 
 
@@ -103,7 +111,7 @@ def _report_status(name: str, record: dict[str, Any], what: str) -> None:
 @app.command()
 def optimize(variant: Variant, project: Project = Path(".")) -> None:
     """Make one variant (model files and manifest)."""
-    _report_status(variant, api.optimize(variant, project), "optimize")
+    _report_status(variant, _api().optimize(variant, project), "optimize")
 
 
 @app.command()
@@ -124,7 +132,7 @@ def _benchmark(variant: str, project: Path) -> None:
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=True, disable=not out.is_terminal) as bar:
-        task = bar.add_task(f"benchmark {variant}", total=api.planned_runs(variant, project))
+        task = bar.add_task(f"benchmark {variant}", total=_api().planned_runs(variant, project))
 
         def advance(key: str, run: dict) -> None:
             detail = f"{len(run['samples_ms'])} samples" if run["status"] == "ok" else run["status"]
@@ -132,7 +140,7 @@ def _benchmark(variant: str, project: Path) -> None:
                 detail += f", busy: {run['noise']['foreign_load']} foreign cores"
             bar.update(task, advance=1, description=f"benchmark {variant} {key} ({detail})")
 
-        record = api.benchmark(variant, project, progress=advance)
+        record = _api().benchmark(variant, project, progress=advance)
     _report_status(variant, record, "benchmark")
     for key, scenario in record.get("scenarios", {}).items():
         flag = f" [yellow]unstable: {escape('; '.join(scenario['unstable_reasons']))}[/]" if scenario["unstable"] else ""
@@ -143,7 +151,7 @@ def _benchmark(variant: str, project: Path) -> None:
 @app.command()
 def evaluate(variant: Variant, project: Project = Path(".")) -> None:
     """Task metric, retention and fidelity of one variant."""
-    record = api.evaluate(variant, project)
+    record = _api().evaluate(variant, project)
     _report_status(variant, record, "evaluate")
     if record["status"] == "ok":
         out.print(f"  Spearman {record['spearman']:.2f}, retention {record['retention']:.4f}, cosine mean {record['cosine_mean']:.4f}")
@@ -152,7 +160,7 @@ def evaluate(variant: Variant, project: Project = Path(".")) -> None:
 @app.command()
 def select(project: Project = Path(".")) -> None:
     """Compare every variant with the baseline."""
-    summary = api.select(project)
+    summary = _api().select(project)
     stage = summary["decision"]["target_stage"]
     table = Table("variant", "status", "p50 ms", "speed-up (95% CI)", "peak RSS MB", "size MB", "cosine", "retention",
                   "fairness", "Pareto", stage)
@@ -182,7 +190,7 @@ def gate(project: Project = Path("."),
          advisory: Annotated[bool, typer.Option(
              "--advisory", help="Report when nothing qualifies, exit 0 (the DVC stage); CI and promotion block.")] = False) -> None:
     """Fail unless some variant passes every blocking gate of the stage; name the ones that do."""
-    result = api.gate(project, stage, block=not advisory)
+    result = _api().gate(project, stage, block=not advisory)
     policy = result["policy"]
     if result["message"]:
         out.print(f"[yellow]![/] {escape(result['message'])}")
@@ -204,7 +212,7 @@ def gate(project: Project = Path("."),
 def list_gates() -> None:
     """The gates a policy file can use, with what each one measures."""
     table = Table("gate", "bound", "options", "measures")
-    for g in api.gates():
+    for g in _api().gates():
         options = ", ".join(f"{k}={v}" for k, v in g["options"].items())
         table.add_row(g["name"], g["direction"], options, g["description"])
     out.print(table)
@@ -214,19 +222,19 @@ def list_gates() -> None:
 def model_card(project: Project = Path("."),
                variant: Annotated[str | None, typer.Option(help="Variant to certify (default: the recommended one).")] = None) -> None:
     """Render the certification report of one variant into reports/model_card.{ipynb,html}."""
-    _done(f"model card: {api.model_card(project, variant)}")
+    _done(f"model card: {_api().model_card(project, variant)}")
 
 
 @app.command()
 def report(project: Project = Path("."), notebook: Annotated[Path | None, typer.Option()] = None) -> None:
     """Execute the report notebook into reports/ (ipynb and HTML)."""
-    _done(f"report: {api.report(project, notebook)}")
+    _done(f"report: {_api().report(project, notebook)}")
 
 
 @app.command()
 def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """What this machine offers: Python, lock, CPU and ISA, and each runtime."""
-    record = api.doctor(project)
+    record = _api().doctor(project)
     if as_json:
         print(json.dumps(record, indent=2, sort_keys=True))
         return

@@ -24,8 +24,15 @@ from edgekit.registry.api import (
     show,
 )
 from edgekit.registry.errors import ConflictError, PromotionRefused, RegistryError, SignatureError, TamperError, WorkspaceError
-from edgekit.registry.reproduce import reproduce
 from edgekit.registry.verify import verify
+
+
+def reproduce(project, ref, tolerance: float = 1e-4, keep: bool = False):
+    """Re-run the pinned pipeline for one version and compare (see ``edgekit.registry.reproduce``)."""
+    from edgekit.registry.reproduce import reproduce as run
+
+    return run(project, ref, tolerance, keep)
+
 
 __all__ = ["approve", "archive", "check", "checkpoint", "describe", "fetch", "history", "promote", "register", "reproduce", "rollback", "show",
            "verify", "ConflictError", "PromotionRefused", "RegistryError", "SignatureError", "TamperError", "WorkspaceError"]

@@ -19,7 +19,6 @@ from edgekit.fsutil import read_json
 from edgekit.layout import Layout
 from edgekit.registry.core import Registry, Snapshot
 from edgekit.registry.errors import PromotionRefused, RegistryError
-from edgekit.registry.events import event_hash
 from edgekit.registry.lifecycle import Lifecycle
 from edgekit.registry.state import State, Version
 
@@ -344,12 +343,14 @@ def show(project: str | Path = ".", model: str | None = None) -> dict[str, Any]:
     models = [model] if model else snap.state.models()
     if model and model not in snap.state.models():
         raise RegistryError(f"model {model!r} is not registered", f"registered: {', '.join(snap.state.models()) or 'none'}")
+    grouped: dict[str, list[Version]] = {}  # one pass: of_model() per model is models × versions
+    for entry in sorted(snap.state.versions.values(), key=lambda v: v.registered_seq):
+        grouped.setdefault(entry.model, []).append(entry)
     return {"head": {"seq": snap.head.seq, "hash": snap.head.hash}, "stages": list(lifecycle.stages),
-            "models": {m: _model_view(snap.state, m, lifecycle) for m in models}}
+            "models": {m: _model_view(snap.state, m, lifecycle, grouped[m]) for m in models}}
 
 
-def _model_view(state: State, model: str, lifecycle: Lifecycle) -> dict[str, Any]:
-    versions = state.of_model(model)
+def _model_view(state: State, model: str, lifecycle: Lifecycle, versions: list[Version]) -> dict[str, Any]:
     return {"latest": versions[-1].version if versions else None,
             "stages": {s: state.occupant(model, s) for s in lifecycle.stages if s in lifecycle.exclusive},
             "versions": [v.summary() for v in versions]}
@@ -359,9 +360,9 @@ def history(project: str | Path = ".", model: str | None = None, version: str | 
     """The events, oldest first, each with its hash; optionally of one model or version."""
     registry = Registry.open(project)
     events = registry.log.events()
-    chosen = [e for e in events if (model is None or e["model"] == model) and
+    chosen = [(e, h) for e, h in zip(events, registry.log.hashes, strict=True) if (model is None or e["model"] == model) and
               (version is None or e.get("version") == version or any(m["version"] == version for m in e.get("moves", [])))]
-    return [{**{k: v for k, v in e.items() if k != "signature"}, "hash": event_hash(e), "signed": "signature" in e} for e in chosen]
+    return [{**{k: v for k, v in e.items() if k != "signature"}, "hash": h, "signed": "signature" in e} for e, h in chosen]
 
 
 def describe(project: str | Path, ref: str) -> dict[str, Any]:

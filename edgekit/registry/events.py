@@ -13,8 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import marshal
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,7 @@ from edgekit.registry.gitrepo import EMPTY_TREE, GitRepo
 REF = "refs/edgekit/registry"
 GENESIS = "0" * 64
 _SEPARATOR = "\x1e"
+_CACHE = "edgekit-registry-events.marshal"
 
 
 def canonical(payload: dict[str, Any]) -> bytes:
@@ -62,21 +67,61 @@ class EventLog:
 
     def __init__(self, repo: GitRepo, ref: str = REF):
         self.repo, self.ref = repo, ref
+        self.hashes: list[str] = []  # event_hash of each event the last events() returned
 
-    def stored(self) -> list[StoredEvent]:
-        """Every commit of the log, oldest first, with its parsed event."""
-        if self.repo.resolve(self.ref) is None:
+    def stored(self, since: str | None = None, head: str | None = None) -> list[StoredEvent]:
+        """Every commit of the log (after ``since``, up to ``head``), oldest first, with its parsed event."""
+        head = head or self.repo.resolve(self.ref)
+        if head is None:
             return []
-        text = self.repo.out("log", "--reverse", f"--format=%H%n%B{_SEPARATOR}", self.ref)
+        text = self.repo.out("log", "--reverse", f"--format=%H%n%B{_SEPARATOR}", f"{since}..{head}" if since else head)
         return [_parse(chunk) for chunk in text.split(_SEPARATOR) if chunk.strip()]
 
     def events(self) -> list[dict[str, Any]]:
-        stored = self.stored()
+        """The events, oldest first. Parsed events are cached in the git dir keyed by the log's head commit
+        (a commit names its whole history, so the cache holds for that head); only commits after the cached
+        head are read. ``verify`` reads ``stored()``, never the cache."""
+        head = self.repo.resolve(self.ref)
+        if head is None:
+            self.hashes = []
+            return []
+        cached = self._load_cache()
+        if cached and cached["head"] == head:
+            events, self.hashes = cached["events"], cached["hashes"]
+            return events
+        since = cached["head"] if cached and self._is_ancestor(cached["head"], head) else None
+        new = self._checked(self.stored(since, head))
+        events = (cached["events"] if since else []) + new
+        hashes = (cached["hashes"] if since else []) + [event_hash(e) for e in new]
+        self._save_cache(head, events, hashes)
+        self.hashes = hashes
+        return events
+
+    def _checked(self, stored: list[StoredEvent]) -> list[dict[str, Any]]:
         broken = [s for s in stored if s.event is None]
         if broken:
             raise RegistryError(f"the registry log holds a commit that is not an event: {broken[0].commit[:12]}",
                                 "run `edgekit registry verify` to see what was changed")
         return [s.event for s in stored]
+
+    def _is_ancestor(self, older: str, newer: str) -> bool:
+        return self.repo.git("merge-base", "--is-ancestor", older, newer, check=False).returncode == 0
+
+    def _load_cache(self) -> dict[str, Any] | None:
+        try:
+            data = marshal.loads((self.repo.git_dir / _CACHE).read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        ok = isinstance(data, dict) and data.get("ref") == self.ref and len(data.get("events", ())) == len(data.get("hashes", ()))
+        return data if ok else None
+
+    def _save_cache(self, head: str, events: list[dict[str, Any]], hashes: list[str]) -> None:
+        """Atomically (temporary file, then rename); a cache that cannot be written is only a slower next read."""
+        with contextlib.suppress(OSError, ValueError):
+            fd, tmp = tempfile.mkstemp(dir=self.repo.git_dir, prefix=_CACHE + ".")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(marshal.dumps({"ref": self.ref, "head": head, "events": events, "hashes": hashes}))
+            os.replace(tmp, self.repo.git_dir / _CACHE)
 
     def head(self, events: list[dict[str, Any]] | None = None) -> Head:
         commit = self.repo.resolve(self.ref)

@@ -18,8 +18,6 @@ import os
 import tempfile
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from edgekit.registry.gitrepo import GitRepo
 
 RECORDS = ".edgekit/records"
@@ -53,6 +51,8 @@ def declaration_commit(repo: GitRepo, prefix: str, model: str, version: str, art
 
 def _declare(current: bytes | None, model: str, path: str, meta: dict[str, Any], dvc: bool) -> bytes:
     """The YAML file with ``model`` declared; comments and other entries kept (ruamel round trip)."""
+    from ruamel.yaml import YAML  # only when registering: reading the registry does not pay for it
+
     yaml = YAML()
     yaml.width = 4096
     data = yaml.load(current) if current else None
@@ -79,7 +79,12 @@ def existing_tags(repo: GitRepo) -> dict[str, tuple[str, str]]:
     return tags
 
 
-def write_tags(repo: GitRepo, tags: list[dict[str, Any]], present: dict[str, tuple[str, str]] | None = None) -> list[str]:
+def tag_names(repo: GitRepo) -> set[str]:
+    """Every tag's name: no tag object is read (``existing_tags`` reads them all, ~4x slower at 13,000 tags)."""
+    return set(repo.out("for-each-ref", "refs/tags", "--format=%(refname:strip=2)").splitlines())
+
+
+def write_tags(repo: GitRepo, tags: list[dict[str, Any]], present: set[str] | dict[str, tuple[str, str]] | None = None) -> list[str]:
     """Create the annotated tags that do not exist yet; return their names."""
     present = existing_tags(repo) if present is None else present
     made = []

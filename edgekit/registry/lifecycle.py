@@ -9,10 +9,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgekit.decide.policy import Policy
 from edgekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgekit.decide.policy import Policy
 
 _KEYS = {"stages", "exclusive", "approvals", "allowed_signers", "review_days", "warn_days", "deploy"}
 DEFAULT = {"stages": ["staging", "production", "archived"], "exclusive": ["staging", "production"],
@@ -49,16 +51,24 @@ class Lifecycle:
 
 
 def lifecycle_from_policy(policy: Policy) -> Lifecycle:
-    """Validate the policy's ``lifecycle:`` section (defaults where it is silent).
+    """Validate the policy's ``lifecycle:`` section (defaults where it is silent)."""
+    return lifecycle_from_mapping(policy.lifecycle, policy.path)
+
+
+def lifecycle_from_mapping(section: Any, source: str) -> Lifecycle:
+    """Validate a ``lifecycle:`` mapping as read from the policy file ``source`` (None: all defaults).
 
     Raises:
         ConfigError: naming the policy file, the field, the bad value and what is accepted.
     """
-    raw, source = {**DEFAULT, **policy.lifecycle}, policy.path
-    unknown = set(policy.lifecycle) - _KEYS
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise ConfigError("lifecycle", section, "a mapping (stages, exclusive, approvals, ...)", source)
+    raw = {**DEFAULT, **section}
+    unknown = set(section) - _KEYS
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(f"lifecycle.{key}", policy.lifecycle[key], f"one of the keys {', '.join(sorted(_KEYS))}", source)
+        raise ConfigError(f"lifecycle.{key}", section[key], f"one of the keys {', '.join(sorted(_KEYS))}", source)
     stages = _stage_list(raw["stages"], source)
     _subset("lifecycle.exclusive", raw["exclusive"], stages[:-1], source)
     for name in ("approvals", "review_days", "deploy"):

@@ -92,10 +92,12 @@ def _move(state: State, model: str, version: str, to: str, event: dict[str, Any]
     state.entries.setdefault((model, to), []).append(version)
 
 
-def fold(events: list[dict[str, Any]], exclusive: frozenset[str]) -> State:
+def fold(events: list[dict[str, Any]], exclusive: frozenset[str], hashes: list[str] | None = None) -> State:
+    """``hashes``: each event's hash when the caller has them (the log's cache), else computed here."""
     from edgekit.registry.events import event_hash
 
     state = State()
-    for event in events:
-        apply(state, event, event_hash(event), exclusive)
+    hashes = hashes if hashes is not None and len(hashes) == len(events) else [event_hash(e) for e in events]
+    for event, hash_ in zip(events, hashes, strict=True):
+        apply(state, event, hash_, exclusive)
     return state

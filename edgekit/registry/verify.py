@@ -91,7 +91,7 @@ def _chain(stored: list, problems: list) -> list[dict[str, Any]]:
 def _replay(registry: Registry, lifecycle: Lifecycle, events: list[dict[str, Any]], problems: list) -> State:
     """Apply each event to the state before it, refusing what the registry itself would have refused."""
     state, records = State(), _record_digests(registry, events)
-    signers = registry.allowed_signers(lifecycle)
+    signers, holders = registry.allowed_signers(lifecycle), {}
     for event in events:
         hash_ = event_hash(event)
         try:
@@ -101,7 +101,7 @@ def _replay(registry: Registry, lifecycle: Lifecycle, events: list[dict[str, Any
         except (RegistryError, KeyError, TypeError) as exc:
             _problem(problems, event["seq"], hash_, f"{event['type']} {event['model']}@{event.get('version')}: {exc}")
             continue
-        _check_exclusive(state, event, lifecycle, problems, hash_)
+        _check_exclusive(holders, event, lifecycle, problems, hash_)
     return state
 
 
@@ -137,11 +137,17 @@ def _check_signature(event: dict[str, Any], signers: Path) -> None:
         raise RegistryError(f"signer {event.get('signer')} is not the key's principal {found}")
 
 
-def _check_exclusive(state: State, event: dict[str, Any], lifecycle: Lifecycle, problems: list, hash_: str) -> None:
-    for stage in lifecycle.exclusive:
-        holders = [v.version for (m, _), v in state.versions.items() if m == event["model"] and v.stage == stage]
-        if len(holders) > 1:
-            _problem(problems, event["seq"], hash_, f"leaves {len(holders)} versions in exclusive stage {stage}: {', '.join(holders)}")
+def _check_exclusive(holders: dict[tuple[str, str], set[str]], event: dict[str, Any], lifecycle: Lifecycle, problems: list,
+                     hash_: str) -> None:
+    """Track who holds each exclusive stage move by move; more than one holder after an event is a problem."""
+    for move in event.get("moves", []):
+        holders.get((event["model"], move["from"]), set()).discard(move["version"])
+        if move["to"] in lifecycle.exclusive:
+            holders.setdefault((event["model"], move["to"]), set()).add(move["version"])
+    for stage in {move["to"] for move in event.get("moves", [])} & lifecycle.exclusive:
+        versions = holders[event["model"], stage]
+        if len(versions) > 1:
+            _problem(problems, event["seq"], hash_, f"leaves {len(versions)} versions in exclusive stage {stage}: {', '.join(sorted(versions))}")
 
 
 def _record_digests(registry: Registry, events: list[dict[str, Any]]) -> dict[str, str | None]:
