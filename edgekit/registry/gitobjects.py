@@ -79,9 +79,12 @@ def existing_tags(repo: GitRepo) -> dict[str, tuple[str, str]]:
     return tags
 
 
-def tag_names(repo: GitRepo) -> set[str]:
-    """Every tag's name: no tag object is read (``existing_tags`` reads them all, ~4x slower at 13,000 tags)."""
-    return set(repo.out("for-each-ref", "refs/tags", "--format=%(refname:strip=2)").splitlines())
+def tag_names(repo: GitRepo, names: list[str] | None = None) -> set[str]:
+    """The names of the tags that exist, of all or of ``names``; no tag object is read."""
+    if names is not None and not names:
+        return set()
+    patterns = [f"refs/tags/{name}" for name in names] if names is not None else ["refs/tags"]
+    return set(repo.out("for-each-ref", "--format=%(refname:strip=2)", *patterns).splitlines())
 
 
 def write_tags(repo: GitRepo, tags: list[dict[str, Any]], present: set[str] | dict[str, tuple[str, str]] | None = None) -> list[str]:
