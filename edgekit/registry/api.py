@@ -150,6 +150,7 @@ def promote(project: str | Path = ".", ref: str = "", stage: str | None = None, 
         moves.append({"version": displaced, "from": target, "to": lifecycle.retired})
     event = registry.new_event(snap.head, {"type": "promote", "model": model, "version": version, "stage": target,
                                            "moves": moves, "gates": gates, "approvals": approvals,
+                                           "approvals_required": lifecycle.approvals_needed(target),
                                            "tags": _stage_tags(snap.state, model, moves, lifecycle.exclusive)})
     if key:
         event = registry.sign(event, Path(key), lifecycle)

@@ -68,6 +68,7 @@ class EventLog:
     def __init__(self, repo: GitRepo, ref: str = REF):
         self.repo, self.ref = repo, ref
         self.hashes: list[str] = []  # event_hash of each event the last events() returned
+        self.read_commit: str | None = None  # the head commit the last events() read up to
 
     def stored(self, since: str | None = None, head: str | None = None) -> list[StoredEvent]:
         """Every commit of the log (after ``since``, up to ``head``), oldest first, with its parsed event."""
@@ -81,7 +82,7 @@ class EventLog:
         """The events, oldest first. Parsed events are cached in the git dir keyed by the log's head commit
         (a commit names its whole history, so the cache holds for that head); only commits after the cached
         head are read. ``verify`` reads ``stored()``, never the cache."""
-        head = self.repo.resolve(self.ref)
+        head = self.read_commit = self.repo.resolve(self.ref)
         if head is None:
             self.hashes = []
             return []
@@ -124,11 +125,14 @@ class EventLog:
             os.replace(tmp, self.repo.git_dir / _CACHE)
 
     def head(self, events: list[dict[str, Any]] | None = None) -> Head:
-        commit = self.repo.resolve(self.ref)
-        if commit is None:
-            return Head(None, 0, GENESIS)
-        last = (events if events is not None else self.events())[-1]
-        return Head(commit, last["seq"], event_hash(last))
+        """The last event with the commit it was read from. ``events`` must be what ``events()`` just returned:
+        the commit is the one that read used, never a second look at the ref (with 32 writers, another one
+        appended in between, and a new event was chained to a commit whose event it had not seen)."""
+        if events is None:
+            events = self.events()
+        if not events:
+            return Head(None, 0, GENESIS) if self.read_commit is None else Head(self.read_commit, 0, GENESIS)
+        return Head(self.read_commit, events[-1]["seq"], event_hash(events[-1]))
 
     def next_event(self, head: Head, fields: dict[str, Any]) -> dict[str, Any]:
         """``fields`` placed after ``head``: its sequence number and the previous event's hash added."""

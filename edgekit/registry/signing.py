@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -58,6 +59,20 @@ def verify(payload: bytes, signature: str, allowed_signers: Path) -> dict[str, s
     if not allowed_signers.is_file():
         raise SignatureError(f"the allowed signers file {allowed_signers} does not exist",
                              "create it (see README: signed approvals) and commit it")
+    key = hashlib.sha256(b"\0".join([payload, signature.encode(), allowed_signers.read_bytes()])).hexdigest()
+    if key not in _VERIFIED:
+        if len(_VERIFIED) > 10_000:
+            _VERIFIED.clear()
+        _VERIFIED[key] = _verify(payload, signature, allowed_signers)
+    return dict(_VERIFIED[key])
+
+
+# Good verdicts by (payload, signature, allowed signers' bytes): the same three always give the same answer,
+# and `verify` re-checks every approval on each run (three ssh-keygen processes each).
+_VERIFIED: dict[str, dict[str, str]] = {}
+
+
+def _verify(payload: bytes, signature: str, allowed_signers: Path) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as folder:
         sig = Path(folder) / "event.sig"
         sig.write_text(signature)

@@ -91,11 +91,13 @@ def _chain(stored: list, problems: list) -> list[dict[str, Any]]:
 def _replay(registry: Registry, lifecycle: Lifecycle, events: list[dict[str, Any]], problems: list) -> State:
     """Apply each event to the state before it, refusing what the registry itself would have refused."""
     state, records = State(), _record_digests(registry, events)
-    signers, holders = registry.allowed_signers(lifecycle), {}
+    signers, holders, seen = registry.allowed_signers(lifecycle), {}, {}
     for event in events:
         hash_ = event_hash(event)
+        seen[event["seq"]] = event
         try:
             _check_event(state, event, lifecycle, records)
+            _check_approvals(state, event, seen)
             _check_signature(event, signers)
             apply(state, event, hash_, lifecycle.exclusive)
         except (RegistryError, KeyError, TypeError) as exc:
@@ -124,6 +126,22 @@ def _check_event(state: State, event: dict[str, Any], lifecycle: Lifecycle, reco
             raise RegistryError(f"moves {move['version']} from {move['from']} but it is in {moved.stage}")
     if event["type"] == "promote" and lifecycle.next_stage(entry.stage) != event["stage"]:
         raise RegistryError(f"promotes from {entry.stage} to {event['stage']}, out of the lifecycle's order")
+
+
+def _check_approvals(state: State, event: dict[str, Any], seen: dict[int, dict[str, Any]]) -> None:
+    """A promotion names the approvals it counted: each must be an earlier signed approval of this very record
+    for this stage, and there must be as many distinct signers as the promotion said the policy required."""
+    if event["type"] != "promote":
+        return
+    entry, principals = state.version(event["model"], event["version"]), set()
+    for approval in event.get("approvals", []):
+        found = seen.get(approval.get("seq"))
+        if (not found or found["type"] != "approve" or found["seq"] >= event["seq"] or found["version"] != event["version"]
+                or found["stage"] != event["stage"] or found["record_sha256"] != entry.record_sha256):
+            raise RegistryError(f"counts approval {approval.get('seq')}, which is not a signed approval of this version for {event['stage']}")
+        principals.add(found["signer"]["principal"])
+    if len(principals) < int(event.get("approvals_required", 0)):
+        raise RegistryError(f"was promoted with {len(principals)} signed approval(s); it required {event['approvals_required']}")
 
 
 def _check_signature(event: dict[str, Any], signers: Path) -> None:
