@@ -229,6 +229,12 @@ def test_the_registry_story_from_the_readme(clone, tmp_path):
     assert fetched["version"] == registered["version"] and fetched["variant"] == variant
     manifest = json.loads((tmp_path / "deploy" / "manifest.json").read_text())
     assert manifest["variant"] == variant and manifest["files"]
+    # reproduce: the recorded commit in a worktree, the variant's stages and select re-run on the real runtime
+    reproduced = json.loads(run(["edgekit", "registry", "reproduce", ref, "--json"], clone, check=False).stdout)
+    assert reproduced["stages"] == [f"optimize@{variant}", f"benchmark@{variant}", f"evaluate@{variant}", "select"]
+    assert not reproduced["files_differing"], reproduced["lines"]
+    deterministic = [m for m in reproduced["metrics"] if m["metric"] in ("size_mb", "retention", "cosine_mean")]
+    assert len(deterministic) == 3 and all(m["ok"] for m in deterministic), reproduced["lines"]
 
 
 def test_dvc_metrics_are_the_short_decision_record(clone):

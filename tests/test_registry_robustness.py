@@ -326,16 +326,18 @@ VERSIONS = ("v1.0.0", "v1.1.0", "v1.2.0")
 
 
 def random_writer(args: tuple[str, int, int]) -> list[tuple[str, str]]:
-    """``operations`` random promotions and rollbacks; each outcome ``("ok", event hash)``, ``("conflict", "")``,
-    ``("refused", error class)`` or ``("error", traceback)``."""
+    """``operations`` promotions and rollbacks, each chosen valid for the state the writer just read, so what
+    decides its outcome is the race: ``("ok", event hash)``, ``("conflict", "")``, ``("refused", error class)``
+    (another writer moved the version first) or ``("error", traceback)``."""
     project, seed, operations = args
     rng, outcomes = random.Random(seed), []
     for _ in range(operations):
         try:
-            if rng.random() < 0.4:
-                done = registry.rollback(project, MODEL, reason="race")
+            movable = [v.version for v in Registry.open(project).state().of_model(MODEL) if v.stage in (None, "staging")]
+            if movable and rng.random() < 0.6:
+                done = registry.promote(project, ref(rng.choice(movable)))
             else:
-                done = registry.promote(project, ref(rng.choice(VERSIONS)))
+                done = registry.rollback(project, MODEL, reason="race")
             outcomes.append(("ok", done["event"]["hash"]))
         except ConflictError:
             outcomes.append(("conflict", ""))
