@@ -198,6 +198,7 @@ def test_the_registry_story_from_the_readme(clone, tmp_path):
     """dvc repro → register the recommended variant → staging → a signed approval → production → verify → check;
     `gto show` and `dvc artifacts get --stage production` (through `edgekit registry fetch`) agree with
     `edgekit registry show`."""
+    original = run(["git", "rev-parse", "HEAD"], clone).stdout.strip()
     key = tmp_path / "alice"
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f", str(key)], tmp_path)
     signers = clone / ".edgekit" / "allowed_signers"
@@ -206,12 +207,22 @@ def test_the_registry_story_from_the_readme(clone, tmp_path):
     _git_commit(clone, "measured; alice approves; a local DVC remote")
     run(["dvc", "push", "-q"], clone)
     decision = json.loads((clone / "metrics" / "decision.json").read_text())
-    variant = decision["recommended"] or "ort-int8"
+    recommended = decision["recommended"] if decision["recommended"] != "none" else None
+    variant = recommended or "ort-int8"
     registered = json.loads(run(["edgekit", "registry", "register", "--variant", variant, "--json"], clone).stdout)
-    ref = f"{registered['model']}@{registered['version']}"
-    if decision["recommended"] is None:  # nothing passes on this host: the mechanics, with the gates as warnings
+    shipped_policy = (clone / "policy.yaml").read_text()
+    if recommended is None:  # nothing passes on this host: the mechanics, with the gates as warnings
         _relaxed_policy(clone)
         _git_commit(clone, "gates as warnings")
+    try:
+        _promote_approve_verify_fetch_reproduce(clone, tmp_path, key, registered, variant)
+    finally:  # the later tests see the clone as before: the shipped policy, and dvc.lock not committed
+        (clone / "policy.yaml").write_text(shipped_policy)
+        run(["git", "reset", "-q", original], clone)
+
+
+def _promote_approve_verify_fetch_reproduce(clone: Path, tmp_path: Path, key: Path, registered: dict, variant: str) -> None:
+    ref = f"{registered['model']}@{registered['version']}"
     run(["edgekit", "registry", "promote", ref, "--json"], clone)
     refused = run(["edgekit", "registry", "promote", ref], clone, check=False)
     assert refused.returncode == 1 and "needs 1 signed approval" in refused.stderr, refused.stderr

@@ -99,7 +99,7 @@ def register(project: str | Path = ".", model: str | None = None, variant: str |
 
 def _recommended(layout: Layout) -> str:
     decision = read_json(layout.decision)
-    if not decision.get("recommended"):
+    if decision.get("recommended") in (None, "", "none"):  # the decision record says "none" when nothing passes
         raise RegistryError(f"{layout.decision.relative_to(layout.root)} recommends no variant (none passes {decision.get('target_stage')})",
                             "name one with --variant")
     return decision["recommended"]
