@@ -277,7 +277,9 @@ def kill_points(points: int, template: Path, folder: Path, keys: dict[str, Path]
             events = Registry.open(project).log.events()
             kind, operation = next_operation(project, step, keys, fold(events, exclusive))
         before = len(events)
-        delay = 0.0 if rng.random() < 0.1 else rng.uniform(0, durations[kind])
+        # Over 1.25 times the measured duration: on an idle machine the operations run faster than when they were
+        # measured, and once in CI all 200 kills landed before the append; some must land in and after it.
+        delay = 0.0 if rng.random() < 0.1 else rng.uniform(0, 1.25 * durations[kind])
         killed = run_and_kill(operation, delay, errors)
         stats[f"{kind} {'killed' if killed else 'finished'}"] += 1
         stats["stale ref locks left"] += stale_ref_locks(project)
@@ -317,7 +319,7 @@ def test_kill_9_at_any_point_leaves_a_registry_that_verifies(points, request, re
     save_stats(f"kill {points}", {**stats, "seconds": round(time.perf_counter() - started, 1)})
     killed = sum(v for k, v in stats.items() if k.endswith(" killed"))
     assert killed >= points // 4, stats  # delays are drawn over durations measured once, under varying load
-    assert stats["written"] > 0 and killed > stats["written"] // 2, stats
+    assert stats.get("written", 0) > 0 and killed > stats.get("written", 0) // 2, stats
 
 
 # --- 3. 32 processes writing one clone ---------------------------------------------------------------
