@@ -436,7 +436,7 @@ def fetch(project: str | Path = ".", model: str = "", out: str | Path = "", stag
     import sys
 
     from edgekit.errors import IntegrityError
-    from edgekit.fsutil import file_digests
+    from edgekit.registry.record import files_differing
 
     registry = Registry.open(project)
     lifecycle = registry.lifecycle()
@@ -453,11 +453,9 @@ def fetch(project: str | Path = ".", model: str = "", out: str | Path = "", stag
     if done.returncode:
         raise RegistryError(f"`dvc artifacts get` of {model}@{name} failed: {done.stderr.strip()[-500:]}",
                             "push the variant to the DVC remote (`dvc push`) and check `dvc remote list`")
-    actual = {n: d["sha256"] for n, d in file_digests(target).items()}
-    expected = {n: d["sha256"] for n, d in record["files"].items()}
-    wrong = sorted(n for n in set(actual) | set(expected) if actual.get(n) != expected.get(n))
+    wrong = [name for name, _, _ in files_differing(target, record)]
     if wrong:
         raise IntegrityError(f"{model}@{name} fetched into {target} does not match its registry record: {', '.join(wrong[:5])}",
                              "do not deploy it; run `edgekit registry verify` and re-push the variant with `dvc push`")
     return {"model": model, "version": name, "stage": entry.stage, "variant": entry.variant, "out": str(target),
-            "files": len(actual), "record_sha256": entry.record_sha256, "tag_commit": entry.tag_commit}
+            "files": len(record["files"]), "record_sha256": entry.record_sha256, "tag_commit": entry.tag_commit}

@@ -21,7 +21,7 @@ from edgekit.errors import ConfigError
 from edgekit.registry import gitobjects, signing
 from edgekit.registry.errors import ConflictError, RegistryError
 from edgekit.registry.events import REF, EventLog, Head, event_hash, signed_payload
-from edgekit.registry.gitrepo import GitRepo
+from edgekit.registry.gitrepo import GitRepo, configured
 from edgekit.registry.lifecycle import Lifecycle, lifecycle_from_mapping
 from edgekit.registry.state import State, fold
 
@@ -142,14 +142,18 @@ class Registry:
             ConflictError: the log moved since ``expected`` was read, here or on the remote.
         """
         hash_ = event_hash(event)
-        tags = [{**t, "message": tag_message(event, t, hash_)} for t in event.get("tags", [])]
         with self.repo.lock():
             self._repair_tags()
             written = self.log.append(event, expected)
-            made = gitobjects.write_tags(self.repo, tags, gitobjects.tag_names(self.repo, [t["name"] for t in tags]))
+            made = self._make_tags(event, hash_)
             if push:
                 self._push(push, expected, written, made)
-        return {"seq": event["seq"], "hash": hash_, "tags": [t["name"] for t in tags]}
+        return {"seq": event["seq"], "hash": hash_, "tags": [t["name"] for t in event.get("tags", [])]}
+
+    def _make_tags(self, event: dict[str, Any], hash_: str) -> list[str]:
+        """The event's GTO tags that do not exist yet; their names."""
+        tags = [{**t, "message": tag_message(event, t, hash_)} for t in event.get("tags", [])]
+        return gitobjects.write_tags(self.repo, tags, gitobjects.tag_names(self.repo, [t["name"] for t in tags]))
 
     def _repair_tags(self) -> None:
         """The last event's tags, if a writer was killed between its append and its tags. Every write repairs
@@ -162,11 +166,8 @@ class Registry:
             event = json.loads(done.stdout) if done.returncode == 0 else None
         except json.JSONDecodeError:
             return  # not an event: `verify` reports it; tags are not made from it
-        if not isinstance(event, dict) or not event.get("tags"):
-            return
-        hash_ = event_hash(event)
-        present = gitobjects.tag_names(self.repo, [t["name"] for t in event["tags"]])
-        gitobjects.write_tags(self.repo, [{**t, "message": tag_message(event, t, hash_)} for t in event["tags"]], present)
+        if isinstance(event, dict) and event.get("tags"):
+            self._make_tags(event, event_hash(event))
 
     def _push(self, remote: str, expected: Head, written: Head, made: list[str]) -> None:
         refs = [f"{REF}:{REF}", *(f"refs/tags/{name}:refs/tags/{name}" for name in made)]
@@ -216,5 +217,4 @@ def _load_yaml(data: bytes) -> Any:
 
 def _actor(repo: GitRepo) -> str:
     """Who ran the command, as git is configured: shown in history, never trusted (signatures are)."""
-    done = repo.git("config", "user.email", check=False)
-    return done.stdout.strip() or "unknown"
+    return configured(repo.root, "user.email") or "unknown"

@@ -8,7 +8,7 @@ the team works on never gets a registry commit to merge.
 
 Example:
     >>> commit = declaration_commit(repo, project, "minilm", "v1.0.0", "models/variants/ort-int8", record)
-    >>> write_tags(repo, [{"name": "minilm@v1.0.0", "target": commit, "message": "..."}])
+    >>> write_tags(repo, [{"name": "minilm@v1.0.0", "target": commit, "message": "..."}], present=set())
 """
 
 from __future__ import annotations
@@ -87,9 +87,8 @@ def tag_names(repo: GitRepo, names: list[str] | None = None) -> set[str]:
     return set(repo.out("for-each-ref", "--format=%(refname:strip=2)", *patterns).splitlines())
 
 
-def write_tags(repo: GitRepo, tags: list[dict[str, Any]], present: set[str] | dict[str, tuple[str, str]] | None = None) -> list[str]:
-    """Create the annotated tags that do not exist yet; return their names."""
-    present = existing_tags(repo) if present is None else present
+def write_tags(repo: GitRepo, tags: list[dict[str, Any]], present: set[str]) -> list[str]:
+    """Create the annotated tags not in ``present``; return their names."""
     made = []
     for tag in tags:
         if tag["name"] not in present:

@@ -100,15 +100,15 @@ def _identity_env(root: Path) -> dict[str, str]:
     """
     env = {}
     for role in ("AUTHOR", "COMMITTER"):
-        env.setdefault(f"GIT_{role}_NAME", os.environ.get(f"GIT_{role}_NAME") or _configured(root, "user.name") or "edgekit registry")
-        env.setdefault(f"GIT_{role}_EMAIL", os.environ.get(f"GIT_{role}_EMAIL") or _configured(root, "user.email") or "registry@edgekit.invalid")
+        env.setdefault(f"GIT_{role}_NAME", os.environ.get(f"GIT_{role}_NAME") or configured(root, "user.name") or "edgekit registry")
+        env.setdefault(f"GIT_{role}_EMAIL", os.environ.get(f"GIT_{role}_EMAIL") or configured(root, "user.email") or "registry@edgekit.invalid")
     return env
 
 
 _CONFIG: dict[tuple[Path, str], str | None] = {}
 
 
-def _configured(root: Path, key: str) -> str | None:
+def configured(root: Path, key: str) -> str | None:
     if (root, key) not in _CONFIG:
         done = subprocess.run(["git", "config", key], cwd=root, capture_output=True, text=True)
         _CONFIG[root, key] = done.stdout.strip() or None

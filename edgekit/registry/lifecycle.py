@@ -1,7 +1,7 @@
 """The registry's lifecycle, read from the policy file's ``lifecycle:`` section.
 
 Example:
-    >>> life = lifecycle_from_policy(load_policy(Path("policy.yaml")))
+    >>> life = lifecycle_from_mapping(yaml.safe_load(Path("policy.yaml").read_text())["lifecycle"], "policy.yaml")
     >>> life.stages, life.next_stage(None), life.approvals_needed("production")
     (('staging', 'production', 'archived'), 'staging', 1)
 """
@@ -9,12 +9,9 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgekit.errors import ConfigError
-
-if TYPE_CHECKING:
-    from edgekit.decide.policy import Policy
 
 _KEYS = {"stages", "exclusive", "approvals", "allowed_signers", "review_days", "warn_days", "deploy"}
 DEFAULT = {"stages": ["staging", "production", "archived"], "exclusive": ["staging", "production"],
@@ -48,11 +45,6 @@ class Lifecycle:
 
     def approvals_needed(self, stage: str) -> int:
         return int(self.approvals.get(stage, 0))
-
-
-def lifecycle_from_policy(policy: Policy) -> Lifecycle:
-    """Validate the policy's ``lifecycle:`` section (defaults where it is silent)."""
-    return lifecycle_from_mapping(policy.lifecycle, policy.path)
 
 
 def lifecycle_from_mapping(section: Any, source: str) -> Lifecycle:

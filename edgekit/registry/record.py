@@ -116,6 +116,17 @@ def _evidence(layout: Layout, summary: dict[str, Any], variant: str) -> dict[str
                         "baseline_evaluate": f"metrics/evaluate/{baseline}.json"}}
 
 
+def files_differing(folder: Path, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Files of ``folder`` whose sha256 differs from the record's (or that only one side has):
+    ``(name, recorded, actual)``, sorted, "absent" for a missing side."""
+    from edgekit.fsutil import file_digests
+
+    actual = {name: d["sha256"] for name, d in file_digests(folder).items()}
+    expected = {name: d["sha256"] for name, d in record["files"].items()}
+    return [(name, expected.get(name, "absent"), actual.get(name, "absent"))
+            for name in sorted(set(actual) | set(expected)) if actual.get(name) != expected.get(name)]
+
+
 def record_bytes(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
 

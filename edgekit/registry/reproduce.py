@@ -88,13 +88,11 @@ def _variant_stages(lock: Path, variant: str, folder: str) -> list[str]:
 
 
 def _compare(here: Path, record: dict[str, Any], tolerance: float) -> dict[str, Any]:
-    from edgekit.fsutil import file_digests
+    from edgekit.registry.record import files_differing
 
     folder = here / "models" / "variants" / record["variant"]
-    actual = {name: d["sha256"] for name, d in file_digests(folder).items()}
-    expected = {name: d["sha256"] for name, d in record["files"].items()}
-    files = [f"{name}: {expected.get(name, 'absent')[:12]} → {actual.get(name, 'absent')[:12]}"
-             for name in sorted(set(actual) | set(expected)) if actual.get(name) != expected.get(name)]
+    expected = record["files"]
+    files = [f"{name}: {recorded[:12]} → {actual[:12]}" for name, recorded, actual in files_differing(folder, record)]
     row = read_json(here / "metrics" / "summary.json")["variants"].get(record["variant"], {})
     metrics = _metric_differences(record["metrics"], row, tolerance)
     lines = [f"files: {len(expected) - len(files)} of {len(expected)} identical" + (f"; differ: {'; '.join(files)}" if files else "")]
