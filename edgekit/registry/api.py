@@ -86,7 +86,7 @@ def register(project: str | Path = ".", model: str | None = None, variant: str |
     artifact_path = str(folder.relative_to(registry.project))
     meta = {"variant": variant, "runtime": scan.get("runtime") or _runtime(layout, variant), "record_sha256": record_sha256(record)}
     tag_commit = gitobjects.declaration_commit(registry.repo, registry.prefix, model, version, artifact_path, meta, record)
-    event = registry.new_event(snap.head, {
+    event = registry.new_event(snap, {
         "type": "register", "model": model, "version": version, "variant": variant, "commit": registry.repo.head(),
         "tag_commit": tag_commit, "record_sha256": meta["record_sha256"], "path": artifact_path,
         "tags": [{"name": f"{model}@{version}", "target": tag_commit, "version": version}]})
@@ -148,7 +148,7 @@ def promote(project: str | Path = ".", ref: str = "", stage: str | None = None, 
     displaced = snap.state.occupant(model, target) if target in lifecycle.exclusive else None
     if displaced and displaced != version:
         moves.append({"version": displaced, "from": target, "to": lifecycle.retired})
-    event = registry.new_event(snap.head, {"type": "promote", "model": model, "version": version, "stage": target,
+    event = registry.new_event(snap, {"type": "promote", "model": model, "version": version, "stage": target,
                                            "moves": moves, "gates": gates, "approvals": approvals,
                                            "approvals_required": lifecycle.approvals_needed(target),
                                            "tags": _stage_tags(snap.state, model, moves, lifecycle.exclusive)})
@@ -282,7 +282,7 @@ def approve(project: str | Path = ".", ref: str = "", stage: str | None = None, 
                             "approve a version that is registered or in an earlier stage")
     if stage not in lifecycle.stages[:-1]:
         raise RegistryError(f"cannot approve {ref} for {stage!r}", f"stages a version is promoted to: {', '.join(lifecycle.stages[:-1])}")
-    event = registry.new_event(snap.head, {"type": "approve", "model": model, "version": version, "stage": stage,
+    event = registry.new_event(snap, {"type": "approve", "model": model, "version": version, "stage": stage,
                                            "record_sha256": entry.record_sha256})
     event = registry.sign(event, Path(key), lifecycle)
     written = registry.write(event, snap.head, push)
@@ -301,7 +301,7 @@ def archive(project: str | Path = ".", ref: str = "", reason: str = "", key: str
         raise RegistryError(f"{ref} is already {lifecycle.retired}", "nothing to do")
     moves = [{"version": version, "from": entry.stage, "to": lifecycle.retired}]
     tags = _stage_tags(snap.state, model, moves, lifecycle.exclusive)
-    event = registry.new_event(snap.head, {"type": "archive", "model": model, "version": version, "stage": lifecycle.retired,
+    event = registry.new_event(snap, {"type": "archive", "model": model, "version": version, "stage": lifecycle.retired,
                                            "reason": reason, "moves": moves, "tags": tags})
     if key:
         event = registry.sign(event, Path(key), lifecycle)
@@ -325,7 +325,7 @@ def rollback(project: str | Path = ".", model: str = "", reason: str = "", key: 
     moves = [{"version": previous.version, "from": previous.stage, "to": top}]
     if current:
         moves.append({"version": current, "from": top, "to": lifecycle.retired})
-    event = registry.new_event(snap.head, {"type": "rollback", "model": model, "version": previous.version, "stage": top,
+    event = registry.new_event(snap, {"type": "rollback", "model": model, "version": previous.version, "stage": top,
                                            "replaces": current, "reason": reason, "moves": moves,
                                            "tags": _stage_tags(snap.state, model, moves, lifecycle.exclusive)})
     if key:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,10 @@ PARAMS_FILE = "params.yaml"
 def now_iso() -> str:
     """Event times are data for people and expiry dates; the log is ordered by sequence, never by these."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def now_epoch() -> int:
+    return int(time.time())
 
 
 def tag_message(event: dict[str, Any], tag: dict[str, Any], hash_: str) -> str:
@@ -125,8 +130,14 @@ class Registry:
         return data
 
     # -- writing ---------------------------------------------------------------------------------
-    def new_event(self, head: Head, fields: dict[str, Any]) -> dict[str, Any]:
-        return self.log.next_event(head, {**fields, "time": now_iso(), "actor": _actor(self.repo)})
+    def new_event(self, snap: Snapshot, fields: dict[str, Any]) -> dict[str, Any]:
+        """The event after ``snap``'s head. Its tags carry their date: GTO orders a model's tags by date, to
+        the second, so each event's tags are dated one second after the model's previous tags at least
+        (a promotion and a rollback in one second would otherwise read in either order)."""
+        if fields.get("tags"):
+            date = max(now_epoch(), snap.state.tag_dates.get(fields["model"], 0) + 1)
+            fields = {**fields, "tags": [{**tag, "date": date} for tag in fields["tags"]]}
+        return self.log.next_event(snap.head, {**fields, "time": now_iso(), "actor": _actor(self.repo)})
 
     def sign(self, event: dict[str, Any], key: Path, lifecycle: Lifecycle) -> dict[str, Any]:
         """``event`` with its signature and the signer the allowed signers file names for the key."""

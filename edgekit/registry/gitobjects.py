@@ -88,11 +88,13 @@ def tag_names(repo: GitRepo, names: list[str] | None = None) -> set[str]:
 
 
 def write_tags(repo: GitRepo, tags: list[dict[str, Any]], present: set[str]) -> list[str]:
-    """Create the annotated tags not in ``present``; return their names."""
+    """Create the annotated tags not in ``present``, dated as their event says (logs written before tags
+    carried a date: now); return their names."""
     made = []
     for tag in tags:
         if tag["name"] not in present:
-            repo.git("tag", "-a", "-m", tag["message"], tag["name"], tag["target"])
+            env = {"GIT_COMMITTER_DATE": f"@{tag['date']} +0000"} if "date" in tag else None
+            repo.git("tag", "-a", "-m", tag["message"], tag["name"], tag["target"], env=env)
             made.append(tag["name"])
     return made
 

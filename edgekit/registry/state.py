@@ -43,6 +43,7 @@ class State:
     entries: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (model, stage) → versions in the order they entered it
     tags: dict[str, tuple[str, int, str]] = field(default_factory=dict)    # GTO tag → (target commit, seq, event hash)
     counters: dict[str, int] = field(default_factory=dict)                 # model → highest GTO tag counter
+    tag_dates: dict[str, int] = field(default_factory=dict)                # model → latest date of its tags (epoch s)
 
     def version(self, model: str, version: str) -> Version:
         found = self.versions.get((model, version))
@@ -80,6 +81,7 @@ def apply(state: State, event: dict[str, Any], hash_: str, exclusive: frozenset[
     for tag in event.get("tags", []):
         state.tags[tag["name"]] = (tag["target"], event["seq"], hash_)
         state.counters[model] = max(state.counters.get(model, 0), tag.get("counter", 0))
+        state.tag_dates[model] = max(state.tag_dates.get(model, 0), tag.get("date", 0))
 
 
 def _move(state: State, model: str, version: str, to: str, event: dict[str, Any], exclusive: frozenset[str]) -> None:

@@ -109,6 +109,10 @@ def _replay(registry: Registry, lifecycle: Lifecycle, events: list[dict[str, Any
 
 def _check_event(state: State, event: dict[str, Any], lifecycle: Lifecycle, records: dict[str, str | None]) -> None:
     model, version = event["model"], event["version"]
+    for tag in event.get("tags", []):
+        if "date" in tag and not (isinstance(tag["date"], int) and tag["date"] > state.tag_dates.get(model, 0)):
+            raise RegistryError(f"tag {tag['name']} is dated {tag['date']!r}, not after {model}'s previous tags "
+                                f"({state.tag_dates.get(model, 0)}): GTO would read the stages out of order")
     if event["type"] == "register":
         if (model, version) in state.versions:
             raise RegistryError(f"{model}@{version} registered twice")
