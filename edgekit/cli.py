@@ -257,11 +257,14 @@ def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def registry(ctx: typer.Context) -> None:
     """The model registry: register, promote, approve, archive, rollback, show, history, verify, check, reproduce."""
-    # Its verbs live in edgekit.registry.cli and are imported only here, so the pipeline's stages, which run
-    # this module, neither import the registry nor list its files as DVC deps.
-    from edgekit.registry.cli import main as registry_main
+    # `edgekit registry ...` reaches edgekit.registry.cli from edgekit/__main__.py without this module; this verb
+    # lists it in --help and serves `edgekit --traceback registry ...`. Imported only here, so the pipeline's
+    # stages, which run this module, neither import the registry nor list its files as DVC deps.
+    from edgekit.registry.cli import run
 
-    registry_main(ctx.args)
+    code = run(ctx.args)
+    if code:
+        raise typer.Exit(code)
 
 
 _PER_VARIANT = ("optimize", "benchmark", "bench", "evaluate")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ from registry_project import MODEL, commit_all, run
 from edgekit import registry as reg
 from edgekit.registry.core import Registry
 from edgekit.registry.events import REF
+from edgekit.registry.state import fold
 
 M = MODEL
 BIN = Path(sys.executable).parent
@@ -497,3 +500,72 @@ def test_cli_error_is_one_line_naming_the_fix(project):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:")
     assert "'nonsense' is not a version reference" in lines[0] and "<model>@v<major>.<minor>.<patch>" in lines[0]
+
+
+def test_cli_prints_for_people_on_a_terminal_and_for_programs_in_a_pipe(project, registry_keys):
+    reg.register(project, variant="ort-int8")
+    reg.promote(project, ref("v1.0.0"))
+
+    shown = cli(project, "show")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == ["model\tlatest\t#staging\t#production\tversions", f"{M}\tv1.0.0\tv1.0.0\t-\t1"]
+    events = cli(project, "history").stdout.splitlines()
+    assert events[0].split("\t")[:2] == ["seq", "event"] and [line.split("\t")[1] for line in events[1:]] == ["register", "promote"]
+    piped = cli(project, "show", "--json").stdout
+    assert piped.count("\n") == 1 and json.loads(piped) == reg.show(project)
+
+    primary, secondary = pty.openpty()  # a terminal: indented JSON
+    with subprocess.Popen([sys.executable, "-m", "edgekit", "registry", "show", "--json"], cwd=project, stdout=secondary,
+                          stderr=subprocess.PIPE) as process:
+        os.close(secondary)
+        seen = b""
+        while chunk := _read_pty(primary):
+            seen += chunk
+    os.close(primary)
+    assert process.returncode == 0
+    text = seen.decode().replace("\r\n", "\n")
+    assert '\n  "models": {' in text and json.loads(text) == reg.show(project)
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child closed the terminal
+        return b""
+
+
+def test_cli_traceback_option_reaches_the_registry_through_the_main_cli(project):
+    done = subprocess.run([sys.executable, "-m", "edgekit", "--traceback", "registry", "promote", "nonsense"], cwd=project,
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "RegistryError: 'nonsense' is not a version reference" in done.stderr
+    listed = subprocess.run([sys.executable, "-m", "edgekit", "--help"], capture_output=True, text=True).stdout
+    assert "registry" in listed
+
+
+def test_the_state_cache_is_the_fold_of_the_events_and_is_used_only_for_its_head(project, registry_keys):
+    def folded():
+        registry = Registry.open(project)
+        return fold(registry.log.events(), registry.lifecycle().exclusive)
+
+    reg.register(project, variant="ort-int8")
+    reg.register(project, variant="olive-int8")
+    to_production(project, "v1.0.0", registry_keys["alice"])
+    to_production(project, "v1.1.0", registry_keys["alice"])
+    reg.rollback(project, M)
+    cache = project / ".git" / "edgekit-registry-state.marshal"
+    written = cache.read_bytes()  # by the last write, from the state it read and its event
+    assert Registry.open(project).snapshot().state == folded()
+    assert cache.read_bytes() == written  # the read used it
+    registry = Registry.open(project)  # the approvals a promotion re-verifies are read by number, not with the log
+    events = registry.log.events()
+    assert registry.log.events_at(registry.snapshot().head, [e["seq"] for e in events]) == {e["seq"]: e for e in events}
+
+    older = git(project, "rev-parse", f"{REF}~1")  # the log moved under the cache: it is not used
+    git(project, "update-ref", REF, older)
+    snap = Registry.open(project).snapshot()
+    assert snap.head.seq == len(Registry.open(project).log.events()) and snap.state == folded()
+    assert snap.state.occupant(M, "production") == "v1.1.0"
+
+    cache.write_bytes(b"not marshal")  # unreadable: folded again, and rewritten
+    assert Registry.open(project).snapshot().state == folded() and cache.read_bytes() != b"not marshal"

@@ -92,7 +92,7 @@ def register(project: str | Path = ".", model: str | None = None, variant: str |
         "tags": [{"name": f"{model}@{version}", "target": tag_commit, "version": version}]})
     if key:
         event = registry.sign(event, Path(key), lifecycle)
-    written = registry.write(event, snap.head, push)
+    written = registry.write(event, snap, push)
     return {"model": model, "version": version, "variant": variant, "commit": event["commit"], "tag_commit": tag_commit,
             "record_sha256": meta["record_sha256"], "event": written, "files": len(scan["files"])}
 
@@ -154,7 +154,7 @@ def promote(project: str | Path = ".", ref: str = "", stage: str | None = None, 
                                            "tags": _stage_tags(snap.state, model, moves, lifecycle.exclusive)})
     if key:
         event = registry.sign(event, Path(key), lifecycle)
-    written = registry.write(event, snap.head, push)
+    written = registry.write(event, snap, push)
     hook = registry.run_hook(target, lifecycle, _hook_env(entry, target, written, model))
     return {"model": model, "version": version, "stage": target, "displaced": displaced, "gates": gates,
             "approvals": approvals, "event": written, "deploy": hook}
@@ -224,11 +224,12 @@ def _check_approvals(registry: Registry, lifecycle: Lifecycle, snap: Snapshot, e
     needed = lifecycle.approvals_needed(target)
     if needed == 0:
         return []
-    by_seq = {e["seq"]: e for e in snap.events}
+    approvals = entry.approvals.get(target, [])
+    by_seq = snap.events_at([a["seq"] for a in approvals])
     valid: dict[str, dict[str, Any]] = {}
-    for approval in entry.approvals.get(target, []):
-        event = by_seq[approval["seq"]]
-        if event["record_sha256"] != entry.record_sha256:
+    for approval in approvals:
+        event = by_seq.get(approval["seq"])
+        if event is None or event.get("type") != "approve" or event["record_sha256"] != entry.record_sha256:
             continue
         signer = signing.verify(signed_payload(event), event["signature"], registry.allowed_signers(lifecycle))
         valid.setdefault(signer["principal"], {"seq": event["seq"], **signer})
@@ -285,7 +286,7 @@ def approve(project: str | Path = ".", ref: str = "", stage: str | None = None, 
     event = registry.new_event(snap, {"type": "approve", "model": model, "version": version, "stage": stage,
                                            "record_sha256": entry.record_sha256})
     event = registry.sign(event, Path(key), lifecycle)
-    written = registry.write(event, snap.head, push)
+    written = registry.write(event, snap, push)
     return {"model": model, "version": version, "stage": stage, "signer": event["signer"], "event": written}
 
 
@@ -305,7 +306,7 @@ def archive(project: str | Path = ".", ref: str = "", reason: str = "", key: str
                                            "reason": reason, "moves": moves, "tags": tags})
     if key:
         event = registry.sign(event, Path(key), lifecycle)
-    written = registry.write(event, snap.head, push)
+    written = registry.write(event, snap, push)
     return {"model": model, "version": version, "from": entry.stage, "stage": lifecycle.retired, "event": written}
 
 
@@ -330,7 +331,7 @@ def rollback(project: str | Path = ".", model: str = "", reason: str = "", key: 
                                            "tags": _stage_tags(snap.state, model, moves, lifecycle.exclusive)})
     if key:
         event = registry.sign(event, Path(key), lifecycle)
-    written = registry.write(event, snap.head, push)
+    written = registry.write(event, snap, push)
     hook = registry.run_hook(top, lifecycle, _hook_env(previous, top, written, model))
     return {"model": model, "version": previous.version, "stage": top, "replaces": current, "event": written, "deploy": hook}
 

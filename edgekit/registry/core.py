@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import subprocess
 import time
@@ -21,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from edgekit.errors import ConfigError
 from edgekit.registry import gitobjects, signing
 from edgekit.registry.errors import ConflictError, RegistryError
-from edgekit.registry.events import REF, EventLog, Head, event_hash, signed_payload
+from edgekit.registry.events import REF, EventLog, Head, event_hash, load_cache, save_cache, signed_payload
 from edgekit.registry.gitrepo import GitRepo, configured
 from edgekit.registry.lifecycle import Lifecycle, lifecycle_from_mapping
-from edgekit.registry.state import State, fold
+from edgekit.registry.state import State, apply, fold
 
 if TYPE_CHECKING:
     from edgekit.decide.policy import Policy
@@ -49,11 +50,25 @@ def tag_message(event: dict[str, Any], tag: dict[str, Any], hash_: str) -> str:
     return f"{what}\n\nedgekit-event: {event['seq']} {hash_}\n"
 
 
+_STATE_CACHE = "edgekit-registry-state.marshal"
+
+
 @dataclass
 class Snapshot:
-    events: list[dict[str, Any]]
+    """The state as of ``head``, folded with the lifecycle's ``exclusive`` stages. The events it was folded
+    from are kept when they were read (``_events``); from the state cache, they are not."""
+
     head: Head
     state: State
+    exclusive: frozenset[str]
+    log: EventLog
+    _events: list[dict[str, Any]] | None = None
+
+    def events_at(self, seqs: list[int]) -> dict[int, dict[str, Any]]:
+        """The events numbered ``seqs``, without reading the whole log when it has not been read."""
+        if self._events is not None:
+            return {seq: self._events[seq - 1] for seq in seqs if 0 < seq <= len(self._events)}
+        return self.log.events_at(self.head, seqs)
 
 
 class Registry:
@@ -64,6 +79,7 @@ class Registry:
         self.log = EventLog(repo)
         self.prefix = "." if project == repo.root else str(project.relative_to(repo.root))
         self._policies: dict[str, tuple[str, bytes]] = {}
+        self._parsed: dict[str, Any] = {}
 
     @classmethod
     def open(cls, project: str | Path = ".") -> Registry:
@@ -94,30 +110,55 @@ class Registry:
             self._policies[rev] = (name, data)
         return self._policies[rev]
 
-    def policy(self, rev: str = "HEAD") -> Policy:
-        from edgekit.decide.policy import policy_from_yaml
+    def policy_mapping(self, rev: str = "HEAD") -> Any:
+        """The committed policy file, parsed (with libyaml) once per instance."""
+        import yaml
 
-        return policy_from_yaml(*reversed(self.policy_bytes(rev)))
+        name, data = self.policy_bytes(rev)
+        if rev not in self._parsed:
+            try:
+                self._parsed[rev] = _load_yaml(data)
+            except yaml.YAMLError as exc:
+                raise ConfigError("<file>", name, f"valid YAML ({exc})".replace("\n", " "), name) from exc
+        return self._parsed[rev]
+
+    def policy(self, rev: str = "HEAD") -> Policy:
+        """The gates, parsed from the mapping ``lifecycle()`` read too; identified by the file's sha256."""
+        import hashlib
+
+        from edgekit.decide.policy import parse_policy
+
+        name, data = self.policy_bytes(rev)
+        return parse_policy(self.policy_mapping(rev), name, hashlib.sha256(data).hexdigest())
 
     def lifecycle(self) -> Lifecycle:
         """The policy's ``lifecycle:`` section; its gates are parsed only when a promotion needs them."""
-        import yaml
-
-        name, data = self.policy_bytes()
-        try:
-            raw = _load_yaml(data)
-        except yaml.YAMLError as exc:
-            raise ConfigError("<file>", name, f"valid YAML ({exc})".replace("\n", " "), name) from exc
-        return lifecycle_from_mapping(raw.get("lifecycle") if isinstance(raw, dict) else None, name)
+        raw = self.policy_mapping()
+        return lifecycle_from_mapping(raw.get("lifecycle") if isinstance(raw, dict) else None, self.policy_bytes()[0])
 
     def allowed_signers(self, lifecycle: Lifecycle) -> Path:
         return self.project / lifecycle.allowed_signers
 
     # -- reading ---------------------------------------------------------------------------------
     def snapshot(self, lifecycle: Lifecycle | None = None) -> Snapshot:
-        lifecycle = lifecycle or self.lifecycle()
+        """The state at the log's head: from the state cache when it was saved for that head commit (a commit
+        names its whole history) and the same exclusive stages, else folded from the events and cached."""
+        exclusive = (lifecycle or self.lifecycle()).exclusive
+        cached = load_cache(self.repo, _STATE_CACHE)
+        if isinstance(cached, dict) and cached.get("ref") == REF and cached.get("exclusive") == sorted(exclusive):
+            with contextlib.suppress(KeyError, TypeError, ValueError, IndexError):
+                commit, seq, hash_ = cached["head"]
+                if commit == self.repo.resolve(REF):
+                    return Snapshot(Head(commit, seq, hash_), State.from_plain(cached["state"]), exclusive, self.log)
         events = self.log.events()
-        return Snapshot(events, self.log.head(events), fold(events, lifecycle.exclusive, self.log.hashes))
+        snap = Snapshot(self.log.head(events), fold(events, exclusive, self.log.hashes), exclusive, self.log, events)
+        self._cache_state(snap.head, snap.state, exclusive)
+        return snap
+
+    def _cache_state(self, head: Head, state: State, exclusive: frozenset[str]) -> None:
+        if head.commit is not None:
+            save_cache(self.repo, _STATE_CACHE, {"ref": REF, "exclusive": sorted(exclusive),
+                                                 "head": [head.commit, head.seq, head.hash], "state": state.to_plain()})
 
     def state(self) -> State:
         return self.snapshot().state
@@ -146,25 +187,31 @@ class Registry:
         signer = signing.verify(payload, signature, self.allowed_signers(lifecycle))
         return {**event, "signature": signature, "signer": signer}
 
-    def write(self, event: dict[str, Any], expected: Head, push: str | None = None) -> dict[str, Any]:
-        """Append ``event`` after ``expected``, make its tags, push when ``push`` names a remote.
+    def write(self, event: dict[str, Any], snap: Snapshot, push: str | None = None) -> dict[str, Any]:
+        """Append ``event`` after ``snap``'s head, make its tags, push when ``push`` names a remote; then cache
+        the state after it (``snap.state`` itself is left as it was).
 
         Raises:
-            ConflictError: the log moved since ``expected`` was read, here or on the remote.
+            ConflictError: the log moved since ``snap`` was read, here or on the remote.
         """
-        hash_ = event_hash(event)
+        hash_, expected = event_hash(event), snap.head
         with self.repo.lock():
             self._repair_tags()
             written = self.log.append(event, expected)
             made = self._make_tags(event, hash_)
             if push:
                 self._push(push, expected, written, made)
+        after = snap.state.copy()
+        apply(after, event, hash_, snap.exclusive)
+        self._cache_state(written, after, snap.exclusive)
         return {"seq": event["seq"], "hash": hash_, "tags": [t["name"] for t in event.get("tags", [])]}
 
     def _make_tags(self, event: dict[str, Any], hash_: str) -> list[str]:
         """The event's GTO tags that do not exist yet; their names."""
         tags = [{**t, "message": tag_message(event, t, hash_)} for t in event.get("tags", [])]
-        return gitobjects.write_tags(self.repo, tags, gitobjects.tag_names(self.repo, [t["name"] for t in tags]))
+        names = [t["name"] for t in tags]
+        self.repo.remove_stale_locks([f"refs/tags/{name}" for name in names])
+        return gitobjects.write_tags(self.repo, tags, gitobjects.tag_names(self.repo, names))
 
     def _repair_tags(self) -> None:
         """The last event's tags, if a writer was killed between its append and its tags. Every write repairs

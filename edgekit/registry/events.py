@@ -46,6 +46,27 @@ def signed_payload(event: dict[str, Any]) -> bytes:
     return canonical({k: v for k, v in event.items() if k not in ("signature", "signer")})
 
 
+def load_cache(repo: GitRepo, name: str) -> Any:
+    """A cache file in the git dir, or None when it is missing or unreadable (a cache is only ever a shortcut)."""
+    try:
+        return marshal.loads((repo.git_dir / name).read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def save_cache(repo: GitRepo, name: str, data: Any) -> None:
+    """Atomically (temporary file, then rename); a cache that cannot be written is only a slower next read."""
+    with contextlib.suppress(OSError, ValueError):
+        fd, tmp = tempfile.mkstemp(dir=repo.git_dir, prefix=name + ".")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(marshal.dumps(data))
+            os.replace(tmp, repo.git_dir / name)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
 @dataclass(frozen=True)
 class Head:
     """The log's last event as a writer saw it: its commit, sequence number and hash (None: empty log)."""
@@ -109,20 +130,25 @@ class EventLog:
         return self.repo.git("merge-base", "--is-ancestor", older, newer, check=False).returncode == 0
 
     def _load_cache(self) -> dict[str, Any] | None:
-        try:
-            data = marshal.loads((self.repo.git_dir / _CACHE).read_bytes())
-        except (OSError, EOFError, ValueError, TypeError):
-            return None
+        data = load_cache(self.repo, _CACHE)
         ok = isinstance(data, dict) and data.get("ref") == self.ref and len(data.get("events", ())) == len(data.get("hashes", ()))
         return data if ok else None
 
     def _save_cache(self, head: str, events: list[dict[str, Any]], hashes: list[str]) -> None:
-        """Atomically (temporary file, then rename); a cache that cannot be written is only a slower next read."""
-        with contextlib.suppress(OSError, ValueError):
-            fd, tmp = tempfile.mkstemp(dir=self.repo.git_dir, prefix=_CACHE + ".")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(marshal.dumps({"ref": self.ref, "head": head, "events": events, "hashes": hashes}))
-            os.replace(tmp, self.repo.git_dir / _CACHE)
+        save_cache(self.repo, _CACHE, {"ref": self.ref, "head": head, "events": events, "hashes": hashes})
+
+    def events_at(self, head: Head, seqs: list[int]) -> dict[int, dict[str, Any]]:
+        """The events numbered ``seqs`` in the log ending at ``head``, read as ``head.commit~k`` (the log is one
+        commit per event on a line), without reading the rest of the log."""
+        names = [f"{head.commit}~{head.seq - seq}" for seq in seqs if 0 < seq <= head.seq]
+        found = {}
+        for data in self.repo.objects(names) if head.commit else []:
+            message = data.split(b"\n\n", 1)[-1] if data is not None else b""  # a commit: headers, a blank line, the message
+            with contextlib.suppress(ValueError):
+                event = json.loads(message)
+                if isinstance(event, dict):
+                    found[event.get("seq")] = event
+        return found
 
     def head(self, events: list[dict[str, Any]] | None = None) -> Head:
         """The last event with the commit it was read from. ``events`` must be what ``events()`` just returned:

@@ -67,6 +67,23 @@ class GitRepo:
         done = self.git("status", "--porcelain", "--untracked-files=normal")
         return [line for line in done.stdout.splitlines() if line]
 
+    def objects(self, names: list[str]) -> list[bytes | None]:
+        """Each object's content (None: missing), ``names`` as `git rev-parse` reads them, in one `cat-file --batch`."""
+        if not names:
+            return []
+        data, position, found = self.git("cat-file", "--batch", input="".join(f"{n}\n" for n in names).encode(), text=False).stdout, 0, []
+        for _ in names:
+            header_end = data.index(b"\n", position)
+            header = data[position:header_end].split()
+            if header[-1] == b"missing" or header[-1] == b"ambiguous":
+                found.append(None)
+                position = header_end + 1
+                continue
+            size = int(header[2])
+            found.append(data[header_end + 1:header_end + 1 + size])
+            position = header_end + 1 + size + 1
+        return found
+
     def show(self, rev: str, path: str) -> bytes | None:
         done = self.git("show", f"{rev}:{path}", check=False, text=False)
         return done.stdout if done.returncode == 0 else None
@@ -75,22 +92,25 @@ class GitRepo:
     def lock(self) -> Iterator[None]:
         """Exclusive across the processes of this clone; the kernel releases it when the holder dies.
 
-        While it is held, a git ``.lock`` file under refs/ can only be one a killed writer left, so it is
-        removed (git itself would refuse every later update with "Unable to create ... File exists").
+        While it is held, a git ``.lock`` file of a ref only the registry writes (its log, packed-refs as
+        `update-ref` may take it, and, through ``remove_stale_locks``, the tags it is about to make) can only
+        be one a killed writer left, so it is removed (git itself would refuse every later update with
+        "Unable to create ... File exists").
         """
         with open(self.git_dir / "edgekit-registry.lock", "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                self._remove_stale_ref_locks()
+                ours = (self.git_dir / "refs" / "edgekit").glob("*.lock")
+                self.remove_stale_locks(["packed-refs", *(str(path.relative_to(self.git_dir)) for path in ours)])
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _remove_stale_ref_locks(self) -> None:
-        candidates = [self.git_dir / "packed-refs.lock", *(self.git_dir / "refs").rglob("*.lock")]
-        for stale in candidates:
+    def remove_stale_locks(self, refs: list[str]) -> None:
+        """Remove the ``.lock`` files of ``refs`` (``refs/tags/x``, ``packed-refs``); the caller holds ``lock()``."""
+        for ref in refs:
             with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+                (self.git_dir / f"{ref.removesuffix('.lock')}.lock").unlink()
 
 
 def _identity_env(root: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgekit.registry.errors import RegistryError
@@ -63,16 +63,36 @@ class State:
     def of_model(self, model: str) -> list[Version]:
         return sorted((v for (m, _), v in self.versions.items() if m == model), key=lambda v: v.registered_seq)
 
+    def copy(self) -> State:
+        """A state that ``apply`` can change without changing this one (``apply`` replaces a Version and an
+        entries list rather than changing them, so copying the dicts is enough)."""
+        return State(dict(self.versions), dict(self.stages), dict(self.entries), dict(self.tags), dict(self.counters),
+                     dict(self.tag_dates))
+
+    def to_plain(self) -> dict[str, Any]:
+        """Built-in types only, for ``marshal`` (the registry's state cache); ``from_plain`` reverses it."""
+        return {"versions": [tuple(v.__dict__.values()) for v in self.versions.values()],  # each Version's fields, in order
+                "stages": self.stages, "entries": self.entries, "tags": self.tags, "counters": self.counters,
+                "tag_dates": self.tag_dates}
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> State:
+        versions = {(row[0], row[1]): Version(*row) for row in data["versions"]}
+        return cls(versions, data["stages"], data["entries"], data["tags"], data["counters"], data["tag_dates"])
+
 
 def apply(state: State, event: dict[str, Any], hash_: str, exclusive: frozenset[str]) -> None:
-    """Change ``state`` by one event (already checked when it was written; ``verify`` re-checks)."""
+    """Change ``state`` by one event (already checked when it was written; ``verify`` re-checks). A Version or
+    an entries list the event changes is replaced, never changed, so a ``State.copy()`` taken before is kept."""
     kind, model = event["type"], event["model"]
     if kind == "register":
         state.versions[model, event["version"]] = Version(model, event["version"], event["variant"], event["commit"],
                                                           event["tag_commit"], event["record_sha256"], event["seq"])
     elif kind == "approve":
-        entry = {"principal": event["signer"]["principal"], "key": event["signer"]["key"], "seq": event["seq"]}
-        state.version(model, event["version"]).approvals.setdefault(event["stage"], []).append(entry)
+        approval = {"principal": event["signer"]["principal"], "key": event["signer"]["key"], "seq": event["seq"]}
+        entry = state.version(model, event["version"])
+        approvals = {**entry.approvals, event["stage"]: [*entry.approvals.get(event["stage"], []), approval]}
+        state.versions[model, event["version"]] = replace(entry, approvals=approvals)
     elif kind in ("promote", "rollback", "archive"):
         for moved in event.get("moves", []):
             _move(state, model, moved["version"], moved["to"], event, exclusive)
@@ -88,10 +108,10 @@ def _move(state: State, model: str, version: str, to: str, event: dict[str, Any]
     entry = state.version(model, version)
     if entry.stage in exclusive and state.stages.get((model, entry.stage)) == version:
         del state.stages[model, entry.stage]
-    entry.stage, entry.entered_seq, entry.entered_time = to, event["seq"], event["time"]
+    state.versions[model, version] = replace(entry, stage=to, entered_seq=event["seq"], entered_time=event["time"])
     if to in exclusive:
         state.stages[model, to] = version
-    state.entries.setdefault((model, to), []).append(version)
+    state.entries[model, to] = [*state.entries.get((model, to), []), version]
 
 
 def fold(events: list[dict[str, Any]], exclusive: frozenset[str], hashes: list[str] | None = None) -> State:

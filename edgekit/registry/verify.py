@@ -178,20 +178,8 @@ def _record_digests(registry: Registry, events: list[dict[str, Any]]) -> dict[st
 
     wanted = {e["tag_commit"]: f"{e['tag_commit']}:{record_path(registry.prefix, e['model'], e['version'])}"
               for e in events if e.get("type") == "register" and isinstance(e.get("tag_commit"), str)}
-    if not wanted:
-        return {}
-    done = registry.repo.git("cat-file", "--batch", input="\n".join(wanted.values()).encode() + b"\n", text=False)
-    digests, data, position = {}, done.stdout, 0
-    for commit in wanted:
-        header_end = data.index(b"\n", position)
-        header = data[position:header_end].split()
-        if header[-1] == b"missing":
-            digests[commit], position = None, header_end + 1
-            continue
-        size = int(header[2])
-        digests[commit] = hashlib.sha256(data[header_end + 1:header_end + 1 + size]).hexdigest()
-        position = header_end + 1 + size + 1
-    return digests
+    contents = registry.repo.objects(list(wanted.values()))
+    return {commit: hashlib.sha256(data).hexdigest() if data is not None else None for commit, data in zip(wanted, contents, strict=True)}
 
 
 def _tags(registry: Registry, state: State, events: list[dict[str, Any]], problems: list) -> list[str]:
