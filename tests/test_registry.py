@@ -569,3 +569,8 @@ def test_the_state_cache_is_the_fold_of_the_events_and_is_used_only_for_its_head
 
     cache.write_bytes(b"not marshal")  # unreadable: folded again, and rewritten
     assert Registry.open(project).snapshot().state == folded() and cache.read_bytes() != b"not marshal"
+
+
+def test_cli_names_a_project_folder_that_does_not_exist(tmp_path):
+    done = cli(tmp_path, "show", "-C", str(tmp_path / "nowhere"))
+    assert done.returncode == 1 and done.stderr.startswith("error: project folder") and "-C/--project" in done.stderr

@@ -32,8 +32,10 @@ class GitRepo:
         """The git repository holding ``path``.
 
         Raises:
-            RegistryError: ``path`` is not inside a git work tree.
+            RegistryError: ``path`` is not a folder inside a git work tree.
         """
+        if not Path(path).is_dir():
+            raise RegistryError(f"project folder {path} does not exist", "pass the project's folder with -C/--project")
         done = subprocess.run(["git", "rev-parse", "--show-toplevel", "--git-common-dir"], cwd=path,
                               capture_output=True, text=True)
         if done.returncode:
