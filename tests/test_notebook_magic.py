@@ -1,0 +1,52 @@
+"""``%load_ext edgekit`` in a real IPython shell: the ``%edgekit`` magic runs registry verbs in the kernel
+(same parser, API and events as the CLI) and other verbs in a child process, and never raises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from IPython.testing.globalipapp import start_ipython
+
+from registry_project import MODEL as M
+
+from edgekit import registry as reg
+
+
+@pytest.fixture(scope="module")
+def shell():
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "edgekit")
+    return ip
+
+
+def test_load_ext_registers_the_magic(shell):
+    assert "edgekit" in shell.magics_manager.magics["line"]
+
+
+def test_registry_verbs_run_in_the_kernel_and_leave_the_cli_s_events(shell, registry_project, capsys, monkeypatch):
+    monkeypatch.setattr("edgekit.registry.record.dvc_status", lambda folder: {})  # `dvc status` (2 s) is tested elsewhere
+    shell.run_line_magic("edgekit", f"registry register --variant ort-int8 -C {registry_project} --json")
+    registered = json.loads(capsys.readouterr().out)
+    assert registered["version"] == "v1.0.0"
+
+    shell.run_line_magic("edgekit", f"registry promote {M}@v1.0.0 -C {registry_project} --json")
+    assert json.loads(capsys.readouterr().out)["stage"] == "staging"
+    assert [e["type"] for e in reg.history(registry_project)] == ["register", "promote"]
+
+    shell.run_line_magic("edgekit", f"registry show -C {registry_project} --json")
+    assert json.loads(capsys.readouterr().out) == reg.show(registry_project)
+
+
+def test_a_refusal_is_one_error_line_and_the_notebook_goes_on(shell, registry_project, capsys):
+    shell.run_line_magic("edgekit", f"registry promote nonsense -C {registry_project}")
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'nonsense' is not a version reference") and "(edgekit exited with 1)" in err
+
+    shell.run_line_magic("edgekit", "registry promote")  # a usage error: argparse's message, exit 2, no SystemExit
+    assert "the following arguments are required: ref" in capsys.readouterr().err
+
+
+def test_other_verbs_stream_from_a_child_process(shell, capsys):
+    shell.run_line_magic("edgekit", "--version")
+    assert capsys.readouterr().out.strip() == "edgekit 0.1.0"
