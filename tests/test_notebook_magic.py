@@ -7,7 +7,6 @@ import json
 
 import pytest
 from IPython.testing.globalipapp import start_ipython
-
 from registry_project import MODEL as M
 
 from edgekit import registry as reg
@@ -37,6 +36,11 @@ def test_registry_verbs_run_in_the_kernel_and_leave_the_cli_s_events(shell, regi
     shell.run_line_magic("edgekit", f"registry show -C {registry_project} --json")
     assert json.loads(capsys.readouterr().out) == reg.show(registry_project)
 
+    shown = shell.run_line_magic("edgekit", f"registry show -C {registry_project}")  # a rich display
+    assert shown.data == reg.show(registry_project) and "<td>v1.0.0</td><td>ort-int8</td><td>staging</td>" in shown._repr_html_()
+    described = shell.run_line_magic("edgekit", f"registry show {M}@v1.0.0 -C {registry_project}")
+    assert described.data == reg.describe(registry_project, f"{M}@v1.0.0")
+
 
 def test_a_refusal_is_one_error_line_and_the_notebook_goes_on(shell, registry_project, capsys):
     shell.run_line_magic("edgekit", f"registry promote nonsense -C {registry_project}")
@@ -50,3 +54,5 @@ def test_a_refusal_is_one_error_line_and_the_notebook_goes_on(shell, registry_pr
 def test_other_verbs_stream_from_a_child_process(shell, capsys):
     shell.run_line_magic("edgekit", "--version")
     assert capsys.readouterr().out.strip() == "edgekit 0.1.0"
+    shell.run_line_magic("edgekit", "repro --help")
+    assert "usage: dvc repro" in capsys.readouterr().out

@@ -1,9 +1,11 @@
-"""The ``%edgekit`` line magic: any ``edgekit`` verb, run as the command line runs it.
+"""The ``%edgekit`` line magic: any ``edgekit`` verb, run as the command line runs it, plus ``repro``.
 
-``%edgekit registry ...`` runs in the kernel, through the same parser and API as the CLI (so it leaves the
-same events); every other verb runs as ``python -m edgekit`` in a child process whose output is streamed
-into the cell, because a pipeline verb imports runtimes that must not stay loaded in the user's kernel.
-A refusal is the CLI's one ``error:`` line; the magic never raises, so a notebook's later cells still run.
+``%edgekit registry ...`` runs in the kernel through the CLI's own parser and API, so it leaves the same
+events; ``%edgekit registry show [model|model@version]`` returns a rich display instead of the CLI's table.
+``%edgekit repro [stage]`` is ``dvc repro``; every other verb runs as ``python -m edgekit`` in a child
+process whose output is streamed into the cell, because a pipeline verb imports runtimes that must not stay
+loaded in the user's kernel. A refusal is the CLI's one ``error:`` line and the exit code; the magic never
+raises, so the notebook's later cells still run.
 """
 
 from __future__ import annotations
@@ -16,31 +18,48 @@ from typing import Any
 from edgekit.errors import EdgekitError
 
 
-def edgekit_magic(line: str) -> int:
-    """Run ``edgekit <line>``; return its exit code."""
+def edgekit_magic(line: str) -> Any:
+    """Run ``edgekit <line>``; a display for ``registry show``, else None (the output went to the cell)."""
     argv = shlex.split(line)
+    if argv[:1] == ["repro"]:
+        return _exited(_stream([sys.executable, "-m", "dvc", "repro", *argv[1:]]))
     if argv[:1] == ["registry"]:
-        from edgekit.registry.cli import run
-
         try:
-            return run(argv[1:])
+            if argv[1:2] == ["show"] and not {"--json", "-h", "--help"} & set(argv):
+                return _show(argv[1:])
+            from edgekit.registry.cli import run
+
+            return _exited(run(argv[1:]))
         except EdgekitError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except SystemExit as exc:  # argparse: --help, or a usage error (already printed)
-            return int(exc.code or 0)
-    with subprocess.Popen([sys.executable, "-m", "edgekit", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as child:
+            return _exited(1)
+        except SystemExit as exc:  # argparse: a usage error, already printed
+            return _exited(int(exc.code or 0))
+    return _exited(_stream([sys.executable, "-m", "edgekit", *argv]))
+
+
+def _show(argv: list[str]) -> Any:
+    from edgekit import notebook
+    from edgekit.registry.cli import parser
+
+    args = parser().parse_args(argv)
+    if args.ref and "@" in args.ref:
+        return notebook.version(args.project, args.ref)
+    return notebook.registry(args.project, args.ref)
+
+
+def _stream(command: list[str]) -> int:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as child:
         assert child.stdout is not None
         for text in child.stdout:
             print(text, end="")
     return child.returncode
 
 
-def load(ipython: Any) -> None:
-    ipython.register_magic_function(lambda line: _report(edgekit_magic(line)), magic_kind="line", magic_name="edgekit")
-
-
-def _report(code: int) -> None:
+def _exited(code: int) -> None:
     if code:
         print(f"(edgekit exited with {code})", file=sys.stderr)
+
+
+def load(ipython: Any) -> None:
+    ipython.register_magic_function(edgekit_magic, magic_kind="line", magic_name="edgekit")
