@@ -7,6 +7,7 @@ Example:
     In [3]: from edgekit import notebook
     In [4]: notebook.results()                 # the variants side by side, the recommended one first
     In [5]: notebook.variant("ort-int8")       # its figures and every stage's gates with their evidence
+    In [6]: notebook.RegistryPanel()           # versions, records and the promote/approve/... buttons
 """
 
 from __future__ import annotations
@@ -68,4 +69,12 @@ def version(project: str | Path, ref: str) -> VersionView:
     return VersionView(api.describe(project, ref))
 
 
-__all__ = ["load", "registry", "results", "variant", "verdict", "version"]
+def __getattr__(name: str):
+    if name == "RegistryPanel":  # imports ipywidgets: only when asked for
+        from edgekit.notebook.panel import RegistryPanel
+
+        return RegistryPanel
+    raise AttributeError(name)
+
+
+__all__ = ["RegistryPanel", "load", "registry", "results", "variant", "verdict", "version"]
