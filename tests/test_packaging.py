@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -193,3 +195,11 @@ def test_every_dvc_param_section_exists(repo):
                 continue
             head = entry.split(".")[0]
             assert head in params, f"{name}: param {entry!r} is not in params.yaml"
+
+
+def test_jupyterlab_in_the_venv_shows_the_widgets_with_no_build_step():
+    """`make setup` installs JupyterLab with ipywidgets' prebuilt extension: nothing to build, nothing to fetch."""
+    done = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True, check=True)
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
+    assert re.search(r"@jupyter-widgets/jupyterlab-manager v\S+ enabled OK \(python, jupyterlab_widgets\)", listing), listing
+    assert "jupyter lab build" not in listing, listing  # JupyterLab's "build recommended" notice
