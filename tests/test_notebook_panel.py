@@ -85,3 +85,19 @@ def test_cancel_writes_nothing_and_an_approval_needs_a_key(project, tmp_path):
     panel.key.value = str(tmp_path / "no-such-key")
     refused = act(panel, "Approve")
     assert "refused:" in refused and events(project) == [("register", None)]
+
+
+def test_when_the_policy_signs_every_event_the_panel_signs_with_its_key(project, registry_keys):
+    import yaml
+    from registry_project import commit_all
+
+    policy = yaml.safe_load((project / "policy.yaml").read_text())
+    policy["lifecycle"]["sign"] = "all"
+    (project / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+    commit_all(project, "policy: sign every event")
+
+    panel = RegistryPanel(project, key=registry_keys["bob"])
+    panel.variant.value = "ort-int8"
+    assert "registered" in act(panel, "Register") and "→ staging" in act(panel, "Promote")
+    assert [e.get("signer", {}).get("principal") for e in reg.history(project)] == ["bob@example.com"] * 2
+    assert reg.verify(project)["ok"]

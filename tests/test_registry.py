@@ -22,6 +22,7 @@ import yaml
 from registry_project import MODEL, commit_all, run
 
 from edgekit import registry as reg
+from edgekit.errors import ConfigError
 from edgekit.registry.core import Registry
 from edgekit.registry.events import REF
 from edgekit.registry.state import fold
@@ -574,3 +575,23 @@ def test_the_state_cache_is_the_fold_of_the_events_and_is_used_only_for_its_head
 def test_cli_names_a_project_folder_that_does_not_exist(tmp_path):
     done = cli(tmp_path, "show", "-C", str(tmp_path / "nowhere"))
     assert done.returncode == 1 and done.stderr.startswith("error: project folder") and "-C/--project" in done.stderr
+
+
+def test_sign_all_refuses_an_unsigned_write_and_verify_names_every_unsigned_event(project, registry_keys):
+    reg.register(project, variant="ort-int8")  # before the policy asked for it: unsigned
+    change_policy(project, sign="all")
+    before = reg.history(project)
+
+    with pytest.raises(reg.SignatureError, match="lifecycle.sign: all.*pass --key"):
+        reg.promote(project, ref("v1.0.0"))
+    assert reg.history(project) == before and cli(project, "promote", ref("v1.0.0")).returncode == 1
+
+    promoted = reg.promote(project, ref("v1.0.0"), key=registry_keys["bob"])
+    assert reg.history(project)[-1]["signer"]["principal"] == "bob@example.com" and promoted["stage"] == "staging"
+    report = reg.verify(project, raise_on_problem=False)
+    assert [(p["seq"], p["problem"]) for p in report["problems"]] == [
+        (1, f"register {M}@v1.0.0: is not signed, and the policy's lifecycle.sign is all")]
+
+    change_policy(project, sign="everything")
+    with pytest.raises(ConfigError, match="lifecycle.sign"):
+        reg.show(project)

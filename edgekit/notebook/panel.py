@@ -145,27 +145,28 @@ class RegistryPanel:
     def _plan(self, action: str) -> tuple[str, Callable[[], str] | None]:
         api, project, ref, key = self.api, self.project, self.ref(), os.path.expanduser(self.key.value.strip()) or None
         model = self.models.value
+        signs = key if _signs_every_event(project) else None  # else only approvals are signed (policy lifecycle.sign)
         if action == "Register":
             variant = self.variant.value
             if not variant:
                 return "no measured variant to register: run the pipeline first (dvc repro)", None
             return (f"register {variant} as a new version of {model}?",
-                    lambda: _said(api.register(project, model, variant, key=None), "registered {model}@{version} ({variant})"))
+                    lambda: _said(api.register(project, model, variant, key=signs), "registered {model}@{version} ({variant})"))
         if action == "Rollback":
             return (f"roll {model} back to its previous production version?",
-                    lambda: _said(api.rollback(project, model, reason="from the notebook panel"), "{model}: {version} is back in {stage}"))
+                    lambda: _said(api.rollback(project, model, reason="from the notebook panel", key=signs), "{model}: {version} is back in {stage}"))
         if not self.versions.value:
             return "choose a version first", None
         if action == "Promote":
             return f"promote {ref} to its next stage (its gates are re-evaluated, its approvals re-verified)?", \
-                lambda: _said(api.promote(project, ref), "{model}@{version} → {stage}")
+                lambda: _said(api.promote(project, ref, key=signs), "{model}@{version} → {stage}")
         if action == "Approve":
             if not key:
                 return "an approval is signed: give the path of your SSH private key", None
             return f"sign an approval of {ref} for its next stage with {key}?", \
                 lambda: _said(api.approve(project, ref, key=key), "{model}@{version} approved for {stage}")
         if action == "Archive":
-            return f"archive {ref}?", lambda: _said(api.archive(project, ref, reason="from the notebook panel", key=key), "{model}@{version} → {stage}")
+            return f"archive {ref}?", lambda: _said(api.archive(project, ref, reason="from the notebook panel", key=signs), "{model}@{version} → {stage}")
         raise ValueError(action)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> Any:
@@ -174,6 +175,12 @@ class RegistryPanel:
 
 def _said(result: dict[str, Any], template: str) -> str:
     return template.format(**result) + f" (event {result['event']['seq']})"
+
+
+def _signs_every_event(project: Path) -> bool:
+    from edgekit.registry.core import Registry
+
+    return Registry.open(project).lifecycle().sign == "all"
 
 
 def _measured_variants(project: Path) -> list[str]:

@@ -90,8 +90,7 @@ def register(project: str | Path = ".", model: str | None = None, variant: str |
         "type": "register", "model": model, "version": version, "variant": variant, "commit": registry.repo.head(),
         "tag_commit": tag_commit, "record_sha256": meta["record_sha256"], "path": artifact_path,
         "tags": [{"name": f"{model}@{version}", "target": tag_commit, "version": version}]})
-    if key:
-        event = registry.sign(event, Path(key), lifecycle)
+    event = registry.signed(event, key, lifecycle)
     written = registry.write(event, snap, push)
     return {"model": model, "version": version, "variant": variant, "commit": event["commit"], "tag_commit": tag_commit,
             "record_sha256": meta["record_sha256"], "event": written, "files": len(scan["files"])}
@@ -152,8 +151,7 @@ def promote(project: str | Path = ".", ref: str = "", stage: str | None = None, 
                                            "moves": moves, "gates": gates, "approvals": approvals,
                                            "approvals_required": lifecycle.approvals_needed(target),
                                            "tags": _stage_tags(snap.state, model, moves, lifecycle.exclusive)})
-    if key:
-        event = registry.sign(event, Path(key), lifecycle)
+    event = registry.signed(event, key, lifecycle)
     written = registry.write(event, snap, push)
     hook = registry.run_hook(target, lifecycle, _hook_env(entry, target, written, model))
     return {"model": model, "version": version, "stage": target, "displaced": displaced, "gates": gates,
@@ -304,8 +302,7 @@ def archive(project: str | Path = ".", ref: str = "", reason: str = "", key: str
     tags = _stage_tags(snap.state, model, moves, lifecycle.exclusive)
     event = registry.new_event(snap, {"type": "archive", "model": model, "version": version, "stage": lifecycle.retired,
                                            "reason": reason, "moves": moves, "tags": tags})
-    if key:
-        event = registry.sign(event, Path(key), lifecycle)
+    event = registry.signed(event, key, lifecycle)
     written = registry.write(event, snap, push)
     return {"model": model, "version": version, "from": entry.stage, "stage": lifecycle.retired, "event": written}
 
@@ -329,8 +326,7 @@ def rollback(project: str | Path = ".", model: str = "", reason: str = "", key: 
     event = registry.new_event(snap, {"type": "rollback", "model": model, "version": previous.version, "stage": top,
                                            "replaces": current, "reason": reason, "moves": moves,
                                            "tags": _stage_tags(snap.state, model, moves, lifecycle.exclusive)})
-    if key:
-        event = registry.sign(event, Path(key), lifecycle)
+    event = registry.signed(event, key, lifecycle)
     written = registry.write(event, snap, push)
     hook = registry.run_hook(top, lifecycle, _hook_env(previous, top, written, model))
     return {"model": model, "version": previous.version, "stage": top, "replaces": current, "event": written, "deploy": hook}

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import ConfigError
 from edgekit.registry import gitobjects, signing
-from edgekit.registry.errors import ConflictError, RegistryError
+from edgekit.registry.errors import ConflictError, RegistryError, SignatureError
 from edgekit.registry.events import REF, EventLog, Head, event_hash, load_cache, save_cache, signed_payload
 from edgekit.registry.gitrepo import GitRepo, configured
 from edgekit.registry.lifecycle import Lifecycle, lifecycle_from_mapping
@@ -179,6 +179,15 @@ class Registry:
             date = max(now_epoch(), snap.state.tag_dates.get(fields["model"], 0) + 1)
             fields = {**fields, "tags": [{**tag, "date": date} for tag in fields["tags"]]}
         return self.log.next_event(snap.head, {**fields, "time": now_iso(), "actor": _actor(self.repo)})
+
+    def signed(self, event: dict[str, Any], key: str | Path | None, lifecycle: Lifecycle) -> dict[str, Any]:
+        """``event`` signed with ``key`` when one is given; without one, refused if the policy signs every event."""
+        if key:
+            return self.sign(event, Path(key), lifecycle)
+        if lifecycle.sign == "all":
+            raise SignatureError(f"{self.policy_bytes()[0]} has lifecycle.sign: all, so every registry event is signed",
+                                 "pass --key with your SSH private key (its public key in the allowed signers)")
+        return event
 
     def sign(self, event: dict[str, Any], key: Path, lifecycle: Lifecycle) -> dict[str, Any]:
         """``event`` with its signature and the signer the allowed signers file names for the key."""

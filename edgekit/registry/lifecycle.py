@@ -13,10 +13,11 @@ from typing import Any
 
 from edgekit.errors import ConfigError
 
-_KEYS = {"stages", "exclusive", "approvals", "allowed_signers", "review_days", "warn_days", "deploy"}
+_KEYS = {"stages", "exclusive", "approvals", "allowed_signers", "review_days", "warn_days", "deploy", "sign"}
+SIGN = ("approvals", "all")
 DEFAULT = {"stages": ["staging", "production", "archived"], "exclusive": ["staging", "production"],
            "approvals": {}, "allowed_signers": ".edgekit/allowed_signers", "review_days": {}, "warn_days": 14,
-           "deploy": {}}
+           "deploy": {}, "sign": "approvals"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Lifecycle:
     review_days: dict[str, float] = field(default_factory=dict)
     warn_days: float = 14
     deploy: dict[str, str] = field(default_factory=dict)
+    sign: str = "approvals"  # "all": every event must be signed by an allowed signer, not only approvals
 
     @property
     def retired(self) -> str:
@@ -71,9 +73,11 @@ def lifecycle_from_mapping(section: Any, source: str) -> Lifecycle:
         raise ConfigError("lifecycle.warn_days", raw["warn_days"], "a number of days ≥ 0", source)
     if not isinstance(raw["allowed_signers"], str) or not raw["allowed_signers"]:
         raise ConfigError("lifecycle.allowed_signers", raw["allowed_signers"], "a path to ssh-keygen's allowed signers file", source)
+    if raw["sign"] not in SIGN:
+        raise ConfigError("lifecycle.sign", raw["sign"], "approvals (only approvals are signed) or all (every event is)", source)
     deploy = {k: str(v or "") for k, v in raw["deploy"].items()}
     return Lifecycle(tuple(stages), frozenset(raw["exclusive"]), dict(raw["approvals"]), raw["allowed_signers"],
-                     dict(raw["review_days"]), float(raw["warn_days"]), deploy)
+                     dict(raw["review_days"]), float(raw["warn_days"]), deploy, raw["sign"])
 
 
 def _stage_list(value: Any, source: str) -> list[str]:

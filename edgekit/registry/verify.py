@@ -104,6 +104,9 @@ def _replay(registry: Registry, lifecycle: Lifecycle, events: list[dict[str, Any
             _problem(problems, event["seq"], hash_, f"{event['type']} {event['model']}@{event.get('version')}: {exc}")
             continue
         _check_exclusive(holders, event, lifecycle, problems, hash_)
+        if lifecycle.sign == "all" and "signature" not in event:  # a breach of policy, not of the state: replayed
+            _problem(problems, event["seq"], hash_, f"{event['type']} {event['model']}@{event.get('version')}: "
+                                                    "is not signed, and the policy's lifecycle.sign is all")
     return state
 
 
