@@ -41,7 +41,7 @@ from typing import Any
 
 from edgekit import registry
 from edgekit.registry import api, gitobjects, signing
-from edgekit.registry.core import Registry, tag_message
+from edgekit.registry.core import Registry, tag_date, tag_message
 from edgekit.registry.events import GENESIS, EventLog, canonical, event_hash, signed_payload
 from edgekit.registry.gitrepo import GitRepo
 from edgekit.registry.record import record_bytes, record_sha256
@@ -140,7 +140,7 @@ class EventWriter:
     def add(self, fields: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
         if fields.get("tags"):  # dated as Registry.new_event dates them, from the identity's clock
-            date = max(IDENTITY_DATE, self.state.tag_dates.get(fields["model"], 0) + 1)
+            date = tag_date(self.state, fields["model"], IDENTITY_DATE)
             fields = {**fields, "tags": [{**tag, "date": date} for tag in fields["tags"]]}
         event = {**fields, **self.common, "seq": self.seq, "prev": self.prev}
         if event["type"] == "approve":

@@ -24,16 +24,16 @@ def edgekit_magic(line: str) -> Any:
     if argv[:1] == ["repro"]:
         return _exited(_stream([sys.executable, "-m", "dvc", "repro", *argv[1:]]))
     if argv[:1] == ["registry"]:
+        from edgekit.registry.cli import main
+
         try:
             if argv[1:2] == ["show"] and not {"--json", "-h", "--help"} & set(argv):
                 return _show(argv[1:])
-            from edgekit.registry.cli import run
-
-            return _exited(run(argv[1:]))
-        except EdgekitError as exc:
+            main(argv[1:])  # the CLI's own exit: its code, an error already printed as one line
+        except EdgekitError as exc:  # from _show
             print(f"error: {exc}", file=sys.stderr)
             return _exited(1)
-        except SystemExit as exc:  # argparse: a usage error, already printed
+        except SystemExit as exc:
             return _exited(int(exc.code or 0))
     return _exited(_stream([sys.executable, "-m", "edgekit", *argv]))
 

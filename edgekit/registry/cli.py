@@ -56,7 +56,10 @@ def _say(markup: str) -> None:
 
 
 def _escape(text: Any) -> str:
-    return str(text).replace("[", "\\[")
+    """``text`` as literal rich markup (only output for people is markup, and it imports rich anyway)."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 def _emit(result: Any, as_json: bool, text: str) -> None:

@@ -42,6 +42,13 @@ def now_epoch() -> int:
     return int(time.time())
 
 
+def tag_date(state: State, model: str, now: int) -> int:
+    """The date of an event's tags: GTO orders a model's tags by date, to the second, so each event's tags are
+    dated one second after the model's previous tags at least (a promotion and a rollback in one second would
+    otherwise read in either order)."""
+    return max(now, state.tag_dates.get(model, 0) + 1)
+
+
 def tag_message(event: dict[str, Any], tag: dict[str, Any], hash_: str) -> str:
     """GTO's wording on the first line; the event the tag stands for on the last, so a tag left behind by
     a truncated log still names its event."""
@@ -172,11 +179,9 @@ class Registry:
 
     # -- writing ---------------------------------------------------------------------------------
     def new_event(self, snap: Snapshot, fields: dict[str, Any]) -> dict[str, Any]:
-        """The event after ``snap``'s head. Its tags carry their date: GTO orders a model's tags by date, to
-        the second, so each event's tags are dated one second after the model's previous tags at least
-        (a promotion and a rollback in one second would otherwise read in either order)."""
+        """The event after ``snap``'s head; its tags carry their date (``tag_date``)."""
         if fields.get("tags"):
-            date = max(now_epoch(), snap.state.tag_dates.get(fields["model"], 0) + 1)
+            date = tag_date(snap.state, fields["model"], now_epoch())
             fields = {**fields, "tags": [{**tag, "date": date} for tag in fields["tags"]]}
         return self.log.next_event(snap.head, {**fields, "time": now_iso(), "actor": _actor(self.repo)})
 

@@ -80,14 +80,12 @@ def existing_tags(repo: GitRepo) -> dict[str, tuple[str, str]]:
 
 
 def tag_names(repo: GitRepo, names: list[str] | None = None) -> set[str]:
-    """The names of the tags that exist, of all or of ``names``. ``names`` are looked up one by one
-    (`cat-file --batch-check`: 3 ms), since `for-each-ref` with patterns lists every loose tag (0.15 s at 13,000)."""
+    """The names of the tags that exist, of all or of ``names``. ``names`` are looked up one by one (one
+    `cat-file --batch`: 3 ms), since `for-each-ref` with patterns lists every loose tag (0.15 s at 13,000)."""
     if names is None:
         return set(repo.out("for-each-ref", "--format=%(refname:strip=2)", "refs/tags").splitlines())
-    if not names:
-        return set()
-    found = repo.out("cat-file", "--batch-check=%(objectname)", input="".join(f"refs/tags/{name}\n" for name in names))
-    return {name for name, line in zip(names, found.splitlines(), strict=True) if not line.endswith(" missing")}
+    found = repo.objects([f"refs/tags/{name}" for name in names])
+    return {name for name, data in zip(names, found, strict=True) if data is not None}
 
 
 def write_tags(repo: GitRepo, tags: list[dict[str, Any]], present: set[str]) -> list[str]:

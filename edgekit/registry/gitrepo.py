@@ -102,17 +102,20 @@ class GitRepo:
         with open(self.git_dir / "edgekit-registry.lock", "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                ours = (self.git_dir / "refs" / "edgekit").glob("*.lock")
-                self.remove_stale_locks(["packed-refs", *(str(path.relative_to(self.git_dir)) for path in ours)])
+                self._unlink([self.git_dir / "packed-refs.lock", *(self.git_dir / "refs" / "edgekit").glob("*.lock")])
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def remove_stale_locks(self, refs: list[str]) -> None:
-        """Remove the ``.lock`` files of ``refs`` (``refs/tags/x``, ``packed-refs``); the caller holds ``lock()``."""
-        for ref in refs:
+        """Remove the ``.lock`` files of ``refs`` (``refs/tags/x``); the caller holds ``lock()``."""
+        self._unlink([self.git_dir / f"{ref}.lock" for ref in refs])
+
+    @staticmethod
+    def _unlink(paths: list[Path]) -> None:
+        for path in paths:
             with contextlib.suppress(FileNotFoundError):
-                (self.git_dir / f"{ref.removesuffix('.lock')}.lock").unlink()
+                path.unlink()
 
 
 def _identity_env(root: Path) -> dict[str, str]:
