@@ -254,6 +254,24 @@ def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("
     out.print(f"recommended here: {escape(describe(record['recommendation']))}")
 
 
+@app.command()
+def init(
+    project: Annotated[Path, typer.Argument(help="A git repository (default: the current folder).")] = Path("."),
+    model: Annotated[str | None, typer.Option("--model", help="Your model: a local folder, an installed model package or a Hugging Face id in the local cache.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="A folder laid out like edgekit's data/source (sts_pairs.tsv, calibration_sentences.txt, fairness/); default: edgekit's sample set.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files edgekit init wrote before.")] = False,
+) -> None:
+    """Scaffold an edgekit pipeline in your own repository: dvc.yaml, params.yaml, policy.yaml, notebooks, DVC."""
+    # Imported only here, like the registry: the pipeline's stages never run it, so it is not a DVC dep.
+    from edgekit.scaffold import init as scaffold
+
+    result = scaffold(project, model=model, data=data, force=force)
+    for path in result.written:
+        _done(f"wrote {path}")
+    for line in result.next_steps:
+        out.print(escape(line), highlight=False)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def registry(ctx: typer.Context) -> None:
     """The model registry: register, promote, approve, archive, rollback, show, history, verify, check, reproduce."""
