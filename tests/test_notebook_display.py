@@ -43,7 +43,7 @@ def test_a_variant_shows_every_stage_s_gates_with_their_results(registry_project
     page = notebook.variant("ort-int8", registry_project)._repr_html_()
     for stage, verdict in gates.items():
         assert f"ort-int8 · {stage}: {verdict['verdict']}" in page
-    shown = {(row[0], re.sub("<.*?>", "", row[1])) for row in cells(page) if len(row) == 7}
+    shown = {(row[0], re.sub("<.*?>", "", row[1])) for row in cells(page) if len(row) == 8}
     assert shown == {(g["gate"], g["result"]) for verdict in gates.values() for g in verdict["gates"]}
     with pytest.raises(EdgekitError, match="variant 'nope' is not in .*variants: "):
         notebook.variant("nope", registry_project)
@@ -53,7 +53,7 @@ def test_verdict_defaults_to_the_pipeline_s_target_stage(registry_project):
     gates = read_json(registry_project / "outputs" / "gates.json")
     view = notebook.verdict("ort-int8", project=registry_project)
     assert view.data == gates["variants"]["ort-int8"][gates["target_stage"]]
-    assert view.text().splitlines()[0].split() == ["gate", "result", "value", "op", "threshold", "action", "detail"]
+    assert view.text().splitlines()[0].split() == ["gate", "result", "value", "op", "threshold", "action", "detail", "evidence"]
 
 
 def test_registry_and_version_views_show_what_the_registry_holds(registry_project, monkeypatch, registry_keys):

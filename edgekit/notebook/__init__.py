@@ -7,7 +7,8 @@ Example:
     In [3]: from edgekit import notebook
     In [4]: notebook.results()                 # the variants side by side, the recommended one first
     In [5]: notebook.variant("ort-int8")       # its figures and every stage's gates with their evidence
-    In [6]: notebook.RegistryPanel()           # versions, records and the promote/approve/... buttons
+    In [6]: notebook.BenchmarkExplorer()       # the table, the Pareto plot and a variant's detail, interactive
+    In [7]: notebook.RegistryPanel()           # versions, records and the promote/approve/... buttons
 """
 
 from __future__ import annotations
@@ -70,11 +71,15 @@ def version(project: str | Path, ref: str) -> VersionView:
 
 
 def __getattr__(name: str):
-    if name == "RegistryPanel":  # imports ipywidgets: only when asked for
+    if name == "RegistryPanel":  # the widgets import ipywidgets (and plotly): only when asked for
         from edgekit.notebook.panel import RegistryPanel
 
         return RegistryPanel
+    if name == "BenchmarkExplorer":
+        from edgekit.notebook.explorer import BenchmarkExplorer
+
+        return BenchmarkExplorer
     raise AttributeError(name)
 
 
-__all__ = ["RegistryPanel", "load", "registry", "results", "variant", "verdict", "version"]
+__all__ = ["BenchmarkExplorer", "RegistryPanel", "load", "registry", "results", "variant", "verdict", "version"]

@@ -71,17 +71,18 @@ class View:
 
 
 class GateVerdictView(View):
-    """One stage's gates for one variant: each gate's value against its threshold, its result and its evidence."""
+    """One stage's gates for one variant: each gate's value against its threshold, its result and its evidence (the
+    files the value was read from)."""
 
-    HEADERS = ["gate", "result", "value", "op", "threshold", "action", "detail"]
+    HEADERS = ["gate", "result", "value", "op", "threshold", "action", "detail", "evidence"]
 
     def __init__(self, verdict: dict[str, Any], variant: str, stage: str):
         super().__init__(verdict)
         self.title = f"{variant} · {stage}: {verdict.get('verdict', 'no verdict')}"
 
     def _rows(self) -> list[list[Any]]:
-        return [[g["gate"], g["result"], g.get("value"), g.get("op"), g.get("threshold"), g.get("action"), g.get("detail")]
-                for g in self.data.get("gates", [])]
+        return [[g["gate"], g["result"], g.get("value"), g.get("op"), g.get("threshold"), g.get("action"), g.get("detail"),
+                 ", ".join(g.get("evidence") or [])] for g in self.data.get("gates", [])]
 
     def body(self) -> str:
         rows = [[row[0], _result(row[1]), *row[2:]] for row in self._rows()]

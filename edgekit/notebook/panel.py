@@ -22,7 +22,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from edgekit.errors import EdgekitError
-from edgekit.notebook.display import VersionView, html_table
+from edgekit.notebook.display import RegistryView, VersionView, html_table
 
 
 def default_key(project: Path) -> str:
@@ -169,8 +169,13 @@ class RegistryPanel:
             return f"archive {ref}?", lambda: _said(api.archive(project, ref, reason="from the notebook panel", key=signs), "{model}@{version} → {stage}")
         raise ValueError(action)
 
+    def static_html(self) -> str:
+        """What a notebook without a widget frontend shows (papermill, nbconvert): the registry, the chosen
+        version's record and trail, and the last action's outcome."""
+        return RegistryView(self.shown)._repr_html_() + f'<div class="edgekit-view">{self.detail.value}{self.status.value}</div>'
+
     def _repr_mimebundle_(self, include=None, exclude=None) -> Any:
-        return self.widget._repr_mimebundle_(include=include, exclude=exclude)
+        return {**self.widget._repr_mimebundle_(include=include, exclude=exclude), "text/html": self.static_html()}
 
 
 def _said(result: dict[str, Any], template: str) -> str:
