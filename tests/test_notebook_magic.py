@@ -56,3 +56,24 @@ def test_other_verbs_stream_from_a_child_process(shell, capsys):
     assert capsys.readouterr().out.strip() == "edgekit 0.1.0"
     shell.run_line_magic("edgekit", "repro --help")
     assert "usage: dvc repro" in capsys.readouterr().out
+
+
+@pytest.mark.onnxruntime
+@pytest.mark.slow
+def test_bench_runs_in_the_kernel_with_a_progress_bar_and_shows_each_scenario(shell, baseline_project, capsys):
+    from edgekit import api
+    from edgekit.fsutil import read_json
+    from edgekit.layout import Layout
+
+    assert api.optimize("ort-fp32", baseline_project)["status"] == "ok"
+    planned = api.planned_runs("ort-fp32", baseline_project)
+    view = shell.run_line_magic("edgekit", f"bench ort-fp32 -C {baseline_project}")
+    bar = capsys.readouterr().err  # tqdm.auto's text bar here; in a notebook the same call draws an ipywidgets bar
+    assert "benchmark ort-fp32: 100%" in bar and f"{planned}/{planned}" in bar
+    written = read_json(Layout(baseline_project).benchmark_metrics("ort-fp32"))
+    assert view.title == "benchmark ort-fp32: ok" and view.data["scenarios"].keys() == written["scenarios"].keys() == {"b1_s16", "b2_s16"}
+    for row in view._rows():
+        assert row[1] == written["scenarios"][row[0]]["p50_ms"]
+    assert shell.run_line_magic("edgekit", f"bench nope -C {baseline_project}") is None
+    refused = capsys.readouterr().err
+    assert "error: " in refused and "'nope'" in refused and "(edgekit exited with 1)" in refused

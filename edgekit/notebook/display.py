@@ -203,3 +203,24 @@ class VariantView(View):
 
     def text(self) -> str:
         return "\n\n".join([text_table(["", ""], self._facts()), *(f"{v.title}\n{v.text()}" for v in self._verdicts())])
+
+
+class BenchmarkView(View):
+    """A benchmark stage's record (``edgekit.api.benchmark``): each scenario's p50 and p99 with its CI and throughput."""
+
+    HEADERS = ["scenario", "p50 ms", "95% CI", "p99 ms", "items/s", "processes", "unstable"]
+
+    def __init__(self, variant: str, record: dict[str, Any]):
+        super().__init__(record)
+        reason = record.get("reason") or record.get("error")
+        self.title = f"benchmark {variant}: {record.get('status')}" + (f" ({reason})" if reason else "")
+
+    def _rows(self) -> list[list[Any]]:
+        return [[key, s["p50_ms"], f"{s['p50_ci95_ms'][0]:.4g}–{s['p50_ci95_ms'][1]:.4g}", s["p99_ms"], s["items_per_s"], s["repeats"],
+                 "; ".join(s["unstable_reasons"])] for key, s in self.data.get("scenarios", {}).items()]
+
+    def body(self) -> str:
+        return html_table(self.HEADERS, self._rows())
+
+    def text(self) -> str:
+        return text_table(self.HEADERS, self._rows())

@@ -23,6 +23,8 @@ def edgekit_magic(line: str) -> Any:
     argv = shlex.split(line)
     if argv[:1] == ["repro"]:
         return _exited(_stream([sys.executable, "-m", "dvc", "repro", *argv[1:]]))
+    if argv[:1] in (["bench"], ["benchmark"]) and len(argv) >= 2 and not {"-h", "--help"} & set(argv):
+        return _bench(argv[1:])
     if argv[:1] == ["registry"]:
         from edgekit.registry.cli import main
 
@@ -36,6 +38,36 @@ def edgekit_magic(line: str) -> Any:
         except SystemExit as exc:
             return _exited(int(exc.code or 0))
     return _exited(_stream([sys.executable, "-m", "edgekit", *argv]))
+
+
+def _bench(argv: list[str]) -> Any:
+    """``bench VARIANT [-C PROJECT]`` in the kernel, with a progress bar (an ipywidgets bar in a notebook, tqdm's
+    text bar elsewhere); returns the variant's view with its new figures."""
+    import argparse
+
+    from tqdm.auto import tqdm
+
+    from edgekit import api
+    from edgekit.notebook.display import BenchmarkView
+
+    parsed = argparse.ArgumentParser(prog="%edgekit bench")
+    parsed.add_argument("variant")
+    parsed.add_argument("-C", "--project", default=".")
+    try:
+        args = parsed.parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage
+        return _exited(int(exc.code or 0))
+    try:
+        with tqdm(total=api.planned_runs(args.variant, args.project), desc=f"benchmark {args.variant}", unit="process") as bar:
+            def advance(key: str, run: dict) -> None:
+                bar.set_postfix_str(f"{key}: {run['status']}")
+                bar.update(1)
+
+            record = api.benchmark(args.variant, args.project, progress=advance)
+    except EdgekitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return _exited(1)
+    return BenchmarkView(args.variant, record)
 
 
 def _show(argv: list[str]) -> Any:
