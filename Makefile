@@ -31,8 +31,15 @@ $(PLOTS_TEMPLATE): tools/dvc-plots/package-lock.json tools/make_plots_template.p
 	cd tools/dvc-plots && npm ci --no-audit --no-fund --loglevel=error
 	$(BIN)/python tools/make_plots_template.py
 
+# The browser tests drive Debian's chromium with Playwright (never a browser Playwright downloads).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "the browser tests need chromium: install your system's chromium package"; exit 1; }
+	$(SUDO) apt-get install -y -q chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium >/dev/null; }
+
 setup: $(VENV)/.installed-pipeline $(PLOTS_TEMPLATE)
-setup-dev: $(VENV)/.installed-dev $(PLOTS_TEMPLATE)
+setup-dev: $(VENV)/.installed-dev $(PLOTS_TEMPLATE) $(CHROMIUM)
 
 repro: setup
 	$(BIN)/dvc repro
@@ -41,7 +48,7 @@ test: setup-dev
 	$(BIN)/python -m pytest
 
 lint: setup-dev
-	$(BIN)/ruff check edgekit tests tools benchmarks
+	$(BIN)/ruff check edgekit tests tools benchmarks notebooks
 
 # Re-pin after changing dependencies in pyproject.toml: resolve everything once, freeze it.
 lock: | $(BIN)/python

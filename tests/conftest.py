@@ -6,6 +6,7 @@ otherwise skipped with the install command in the reason (``pytest -ra`` lists t
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -52,7 +53,9 @@ def _skip_without_runtime(request):
             if not found.found:
                 pytest.skip(f"{marker} test: {dependency.distribution} is not installed ({found.install})")
     if request.node.get_closest_marker("browser") and not shutil.which("chromium"):
-        pytest.skip("browser test: chromium is not installed (apt-get install chromium)")
+        if os.environ.get("CI"):  # `make setup-dev` installs it; in CI a missing browser is a failure, not a skip
+            pytest.fail("browser test: chromium is not installed; `make setup-dev` installs Debian's chromium")
+        pytest.skip("browser test: chromium is not installed (make setup-dev, or apt-get install chromium)")
 
 
 @pytest.fixture(scope="session")

@@ -198,8 +198,10 @@ def test_every_dvc_param_section_exists(repo):
 
 
 def test_jupyterlab_in_the_venv_shows_the_widgets_with_no_build_step():
-    """`make setup` installs JupyterLab with ipywidgets' prebuilt extension: nothing to build, nothing to fetch."""
+    """`make setup` installs JupyterLab with the prebuilt extensions of ipywidgets, anywidget and plotly (the benchmark
+    explorer's plot): nothing to build, nothing to fetch."""
     done = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True, check=True)
     listing = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
     assert re.search(r"@jupyter-widgets/jupyterlab-manager v\S+ enabled OK \(python, jupyterlab_widgets\)", listing), listing
+    assert re.search(r"anywidget v\S+ enabled OK", listing) and re.search(r"jupyterlab-plotly v\S+ enabled OK \(python, plotly\)", listing), listing
     assert "jupyter lab build" not in listing, listing  # JupyterLab's "build recommended" notice

@@ -125,7 +125,7 @@ rows = -(-len(scenarios) // columns)
 fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, rows * (0.35 * len(results.measured) + 1.5)), squeeze=False)
 for ax in axes.flat[len(scenarios):]:
     ax.set_visible(False)
-for ax, scenario in zip(axes.flat, scenarios):
+for ax, scenario in zip(axes.flat, scenarios, strict=False):
     timed = [v for v in results.measured if scenario in results.scenarios_of(v)]
     ax.boxplot([results.latency_samples(v, scenario) for v in timed], orientation="horizontal", showfliers=True,
                flierprops={"markersize": 2})

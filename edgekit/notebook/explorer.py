@@ -1,8 +1,8 @@
 """``BenchmarkExplorer``: the pipeline's variants in a notebook (ipywidgets, with plotly's FigureWidget).
 
 The variants table (sorted by any column; filtered by runtime, precision and verdict), the Pareto plot of
-latency against accuracy retention (marker area by model memory, the frontier drawn, the recommended
-variant starred; a click on a point selects it), and the selected variant's detail: its latency
+latency against accuracy retention (marker area by model memory, the latency/retention frontier drawn, the
+recommended variant starred; a click on a point selects it), and the selected variant's detail: its latency
 distribution in every scenario, its gate verdicts with their evidence, its roofline and the diagnosis.
 ``compare(a, b)`` puts two experiments of ``dvc exp show`` side by side.
 
@@ -38,7 +38,7 @@ ALL = "(all)"
 COLUMNS = [("variant", "variant", "up"), ("runtime", "runtime", "up"), ("precision", "precision", "up"),
            ("verdict", "verdict", "up"), ("speed-up", "speedup", "down"), ("p50 ms", "p50_ms", "up"),
            ("p99 ms", "p99_ms", "up"), ("retention", "retention", "down"), ("cosine", "cosine_mean", "down"),
-           ("model MB", "model_memory_mb", "up"), ("size MB", "size_mb", "up"), ("Pareto", "pareto", "down")]
+           ("model MB", "model_memory_mb", "up"), ("size MB", "size_mb", "up"), ("Pareto (all objectives)", "pareto", "down")]
 _VERDICT_COLOURS = {"pass": "#1a7f37", "pass with warnings": "#9a6700", "fail": "#cf222e"}
 
 
@@ -59,6 +59,16 @@ def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[di
     present = [r for r in rows if r.get(key) is not None]
     missing = [r for r in rows if r.get(key) is None]
     return sorted(present, key=lambda r: (r[key], r["variant"]), reverse=descending) + missing
+
+
+def latency_frontier(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows no other row beats on both p50 latency and accuracy retention, fastest first: the plot's frontier.
+    (The table's Pareto column is the pipeline's, over every objective the policy names: memory and size too.)"""
+    front: list[dict[str, Any]] = []
+    for row in sorted(rows, key=lambda r: (r["p50_ms"], -r["retention"])):
+        if not front or row["retention"] > front[-1]["retention"]:
+            front.append(row)
+    return front
 
 
 def filter_rows(rows: list[dict[str, Any]], runtime: str = ALL, precision: str = ALL, verdict: str = ALL) -> list[dict[str, Any]]:
@@ -95,8 +105,8 @@ class BenchmarkExplorer:
             title=f"p50 latency (batch 1) against accuracy retention · {self.stage}", xaxis_title="p50 latency (ms), log scale",
             yaxis_title="accuracy retention vs the baseline", xaxis_type="log", height=420, width=640,
             margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2)))
-        for name in ("variants", "Pareto frontier", "recommended"):
-            self.figure.add_scatter(x=[], y=[], name=name, mode="markers" if name != "Pareto frontier" else "lines+markers")
+        for name in ("variants", "frontier (latency, retention)", "recommended"):
+            self.figure.add_scatter(x=[], y=[], name=name, mode="markers" if name == "variants" else "lines+markers" if name != "recommended" else "markers")
         self.latency = go.FigureWidget(layout=dict(title="latency per call, every repeat pooled", yaxis_title="ms",
                                                    height=320, width=640, margin=dict(l=60, r=20, t=50, b=40)))
         self.figure.data[0].on_click(self._clicked)
@@ -125,7 +135,7 @@ class BenchmarkExplorer:
         self.visible = sort_rows(chosen, self.sort_by.value, self.descending.value)
         self.table.value = table_html(self.visible, self.recommended)
         measured = [r for r in self.visible if r["status"] == "ok" and r["p50_ms"] is not None and r["retention"] is not None]
-        front = sorted((r for r in measured if r["pareto"]), key=lambda r: r["p50_ms"])
+        front = latency_frontier(measured)
         star = [r for r in measured if r["variant"] == self.recommended]
         biggest = max((r["model_memory_mb"] or 0 for r in measured), default=1) or 1
         with self.figure.batch_update():
@@ -136,7 +146,7 @@ class BenchmarkExplorer:
                           marker=dict(size=[8 + 32 * (r["model_memory_mb"] or 0) / biggest for r in measured],
                                       color=[_VERDICT_COLOURS.get(r["verdict"], "#57606a") for r in measured], opacity=0.75))
             line.update(x=[r["p50_ms"] for r in front], y=[r["retention"] for r in front], text=[r["variant"] for r in front],
-                        hoverinfo="skip", line=dict(dash="dot", color="#0969da"), marker=dict(size=4, color="#0969da"))
+                        hoverinfo="skip", line=dict(dash="dot", color="#0969da", shape="hv"), marker=dict(size=4, color="#0969da"))
             best.update(x=[r["p50_ms"] for r in star], y=[r["retention"] for r in star], text=[r["variant"] for r in star],
                         marker=dict(symbol="star", size=18, color="#bf8700", line=dict(width=1, color="black")))
         current = self.chosen.value
@@ -254,8 +264,9 @@ def pareto_png(rows: list[dict[str, Any]], recommended: str | None) -> str:
     axes.scatter([r["p50_ms"] for r in measured], [r["retention"] for r in measured],
                  s=[30 + 400 * (r["model_memory_mb"] or 0) / biggest for r in measured], alpha=0.6,
                  c=[_VERDICT_COLOURS.get(r["verdict"], "#57606a") for r in measured])
-    front = sorted((r for r in measured if r["pareto"]), key=lambda r: r["p50_ms"])
-    axes.plot([r["p50_ms"] for r in front], [r["retention"] for r in front], ":", color="#0969da", label="Pareto frontier")
+    front = latency_frontier(measured)
+    axes.step([r["p50_ms"] for r in front], [r["retention"] for r in front], ":", where="post", color="#0969da",
+              label="frontier (latency, retention)")
     for r in measured:
         axes.annotate(r["variant"] + (" ★" if r["variant"] == recommended else ""), (r["p50_ms"], r["retention"]), fontsize=7)
     axes.set(xscale="log", xlabel="p50 latency (ms), log scale", ylabel="accuracy retention vs the baseline")

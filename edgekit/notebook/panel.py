@@ -49,7 +49,7 @@ class RegistryPanel:
         self.variant = widgets.Dropdown(description="variant")
         self.key = widgets.Text(value=str(key) if key else default_key(self.project), description="SSH key",
                                 placeholder="~/.ssh/id_ed25519 (signs approvals)")
-        self.buttons = {name: widgets.Button(description=name, tooltip=tip) for name, tip in (
+        self.buttons = {name: widgets.Button(description=name, tooltip=tip, layout=widgets.Layout(width="auto")) for name, tip in (
             ("Register", "register the chosen variant as a new version"), ("Promote", "promote the version one stage on"),
             ("Approve", "sign an approval of the version for its next stage"), ("Archive", "retire the version"),
             ("Rollback", "put the previous production version back"))}
