@@ -36,6 +36,9 @@ def test_registry_verbs_run_in_the_kernel_and_leave_the_cli_s_events(shell, regi
     shell.run_line_magic("edgekit", f"registry show -C {registry_project} --json")
     assert json.loads(capsys.readouterr().out) == reg.show(registry_project)
 
+    history = shell.run_line_magic("edgekit", f"registry history {M}@v1.0.0 -C {registry_project}")  # a rich display
+    assert [row[:4] for row in history._rows()] == [[1, "register", f"{M}@v1.0.0", None], [2, "promote", f"{M}@v1.0.0", "staging"]]
+    assert history.data == reg.history(registry_project, M, "v1.0.0") and "<td>promote</td>" in history._repr_html_()
     shown = shell.run_line_magic("edgekit", f"registry show -C {registry_project}")  # a rich display
     assert shown.data == reg.show(registry_project) and "<td>v1.0.0</td><td>ort-int8</td><td>staging</td>" in shown._repr_html_()
     described = shell.run_line_magic("edgekit", f"registry show {M}@v1.0.0 -C {registry_project}")

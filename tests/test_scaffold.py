@@ -36,6 +36,15 @@ def test_the_user_pipeline_is_ours_without_edgekit_s_own_source_files():
     assert "edgekit/" not in user_pipeline(template("dvc.yaml")).split("stages:")[1].replace("cmd: edgekit", "")
 
 
+def test_this_repository_has_one_pipeline():
+    """The templates must not read as a second DVC pipeline (DVC collects every dvc.yaml it finds)."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert [path for path in tracked if Path(path).name == "dvc.yaml"] == ["dvc.yaml"]
+    listed = subprocess.run([str(Path(sys.executable).parent / "dvc"), "stage", "list", "--all", "--name-only"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert listed and not [name for name in listed if "scaffold" in name]
+
+
 def test_params_point_at_her_model_and_data_and_keep_every_comment():
     ours = template("params.yaml")
     theirs = user_params(ours, "./models/my encoder", "data/mine")

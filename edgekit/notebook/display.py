@@ -224,3 +224,24 @@ class BenchmarkView(View):
 
     def text(self) -> str:
         return text_table(self.HEADERS, self._rows())
+
+
+class HistoryView(View):
+    """Registry events (``edgekit.registry.history``), oldest first: what happened, to which version, by whom."""
+
+    HEADERS = ["seq", "event", "version", "stage", "by", "time", "hash"]
+
+    def __init__(self, events: list[dict[str, Any]], ref: str | None = None):
+        super().__init__(events)
+        self.title = f"{len(events)} registry event(s)" + (f" of {ref}" if ref else "")
+
+    def _rows(self) -> list[list[Any]]:
+        return [[e["seq"], e["type"], f"{e['model']}@{e['version']}" if e.get("version") else e["model"], e.get("stage"),
+                 (e.get("signer") or {}).get("principal", "") + " (signed)" if e.get("signed") else e.get("actor", ""),
+                 e["time"], e["hash"][:12]] for e in self.data]
+
+    def body(self) -> str:
+        return html_table(self.HEADERS, self._rows())
+
+    def text(self) -> str:
+        return text_table(self.HEADERS, self._rows())

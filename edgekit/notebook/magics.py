@@ -1,7 +1,8 @@
 """The ``%edgekit`` line magic: any ``edgekit`` verb, run as the command line runs it, plus ``repro``.
 
 ``%edgekit registry ...`` runs in the kernel through the CLI's own parser and API, so it leaves the same
-events; ``%edgekit registry show [model|model@version]`` returns a rich display instead of the CLI's table.
+events; ``%edgekit registry show [model|model@version]`` and ``history`` return rich displays instead of the CLI's
+tables.
 ``%edgekit repro [stage]`` is ``dvc repro``; every other verb runs as ``python -m edgekit`` in a child
 process whose output is streamed into the cell, because a pipeline verb imports runtimes that must not stay
 loaded in the user's kernel. A refusal is the CLI's one ``error:`` line and the exit code; the magic never
@@ -29,7 +30,7 @@ def edgekit_magic(line: str) -> Any:
         from edgekit.registry.cli import main
 
         try:
-            if argv[1:2] == ["show"] and not {"--json", "-h", "--help"} & set(argv):
+            if argv[1:2] in (["show"], ["history"]) and not {"--json", "-h", "--help"} & set(argv):
                 return _show(argv[1:])
             main(argv[1:])  # the CLI's own exit: its code, an error already printed as one line
         except EdgekitError as exc:  # from _show
@@ -75,6 +76,13 @@ def _show(argv: list[str]) -> Any:
     from edgekit.registry.cli import parser
 
     args = parser().parse_args(argv)
+    if argv[0] == "history":
+        from edgekit import registry
+        from edgekit.notebook.display import HistoryView
+        from edgekit.registry.api import parse_ref
+
+        model, version = parse_ref(args.ref) if args.ref and "@" in args.ref else (args.ref, None)
+        return HistoryView(registry.history(args.project, model, version), args.ref)
     if args.ref and "@" in args.ref:
         return notebook.version(args.project, args.ref)
     return notebook.registry(args.project, args.ref)

@@ -1,7 +1,7 @@
 """``edgekit init``: the edgekit pipeline in a data scientist's own git repository.
 
 It writes what this repository runs, taken from the installed package (``edgekit/scaffold/project``, links to
-this repository's own files, so the two cannot drift): ``dvc.yaml``, ``params.yaml`` pointing at her model,
+this repository's own files, so the two cannot drift; DVC ignores that folder, see ``.dvcignore``): ``dvc.yaml``, ``params.yaml`` pointing at her model,
 ``policy.yaml``, the report, model card and lifecycle notebooks, a sample evaluation set (unless she names
 her own), an empty allowed-signers file, ``requirements/lock.txt`` pinning the environment it ran in, and DVC
 (``dvc init`` unless the repository has it). ``dvc repro`` then runs there.
@@ -53,8 +53,13 @@ class Scaffolded:
 
 
 def template(name: str) -> str:
-    """One of this repository's files as the installed package carries it (``dvc.yaml``, ``notebooks/report.ipynb``)."""
-    return files("edgekit.scaffold").joinpath("project", *name.split("/")).read_text(encoding="utf-8")
+    """One of this repository's files as the installed package carries it (``dvc.yaml``, ``notebooks/report.ipynb``).
+
+    ``dvc.yaml`` is carried as ``dvc.yaml.in``: DVC reads every file named dvc.yaml in a repository as a pipeline, and
+    would otherwise run ours twice.
+    """
+    stored = "dvc.yaml.in" if name == "dvc.yaml" else name
+    return files("edgekit.scaffold").joinpath("project", *stored.split("/")).read_text(encoding="utf-8")
 
 
 def user_pipeline(ours: str) -> str:
