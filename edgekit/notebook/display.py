@@ -14,6 +14,8 @@ import html
 import json
 from typing import Any
 
+from edgekit.registry.cli import HISTORY_COLUMNS, history_rows
+
 _RESULT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "skip": "#57606a"}
 _STYLE = ("<style>.edgekit-view table{border-collapse:collapse;font-size:12px;margin:4px 0}"
           ".edgekit-view th,.edgekit-view td{border:1px solid #d0d7de;padding:2px 6px;text-align:left}"
@@ -70,7 +72,22 @@ class View:
         return f"{self.title}\n{self.text()}"
 
 
-class GateVerdictView(View):
+class TableView(View):
+    """A view that is one table: ``HEADERS`` and ``_rows()``."""
+
+    HEADERS: list[str] = []
+
+    def _rows(self) -> list[list[Any]]:
+        raise NotImplementedError
+
+    def body(self) -> str:
+        return html_table(self.HEADERS, self._rows())
+
+    def text(self) -> str:
+        return text_table(self.HEADERS, self._rows())
+
+
+class GateVerdictView(TableView):
     """One stage's gates for one variant: each gate's value against its threshold, its result and its evidence (the
     files the value was read from)."""
 
@@ -87,9 +104,6 @@ class GateVerdictView(View):
     def body(self) -> str:
         rows = [[row[0], _result(row[1]), *row[2:]] for row in self._rows()]
         return html_table(self.HEADERS, rows, raw=frozenset({1}))
-
-    def text(self) -> str:
-        return text_table(self.HEADERS, self._rows())
 
 
 class VersionView(View):
@@ -144,7 +158,7 @@ class RegistryView(View):
         return "\n\n".join(f"{heading}\n{text_table(self.HEADERS, rows)}" for _, heading, rows in self._models())
 
 
-class ResultsView(View):
+class ResultsView(TableView):
     """The pipeline's variants side by side (``metrics/summary.json``), the recommended one first, each with its
     verdict for the target stage; a skipped variant shows why and its install command."""
 
@@ -175,10 +189,7 @@ class ResultsView(View):
 
     def body(self) -> str:
         reason = (self.data.get("recommendation") or {}).get("reason")
-        return html_table(self.HEADERS, self._rows()) + (f"<p>{html.escape(reason)}</p>" if reason else "")
-
-    def text(self) -> str:
-        return text_table(self.HEADERS, self._rows())
+        return super().body() + (f"<p>{html.escape(reason)}</p>" if reason else "")
 
 
 class VariantView(View):
@@ -205,7 +216,7 @@ class VariantView(View):
         return "\n\n".join([text_table(["", ""], self._facts()), *(f"{v.title}\n{v.text()}" for v in self._verdicts())])
 
 
-class BenchmarkView(View):
+class BenchmarkView(TableView):
     """A benchmark stage's record (``edgekit.api.benchmark``): each scenario's p50 and p99 with its CI and throughput."""
 
     HEADERS = ["scenario", "p50 ms", "95% CI", "p99 ms", "items/s", "processes", "unstable"]
@@ -219,29 +230,15 @@ class BenchmarkView(View):
         return [[key, s["p50_ms"], f"{s['p50_ci95_ms'][0]:.4g}–{s['p50_ci95_ms'][1]:.4g}", s["p99_ms"], s["items_per_s"], s["repeats"],
                  "; ".join(s["unstable_reasons"])] for key, s in self.data.get("scenarios", {}).items()]
 
-    def body(self) -> str:
-        return html_table(self.HEADERS, self._rows())
 
-    def text(self) -> str:
-        return text_table(self.HEADERS, self._rows())
+class HistoryView(TableView):
+    """Registry events (``edgekit.registry.history``), oldest first, in the CLI's columns."""
 
-
-class HistoryView(View):
-    """Registry events (``edgekit.registry.history``), oldest first: what happened, to which version, by whom."""
-
-    HEADERS = ["seq", "event", "version", "stage", "by", "time", "hash"]
+    HEADERS = HISTORY_COLUMNS
 
     def __init__(self, events: list[dict[str, Any]], ref: str | None = None):
         super().__init__(events)
         self.title = f"{len(events)} registry event(s)" + (f" of {ref}" if ref else "")
 
     def _rows(self) -> list[list[Any]]:
-        return [[e["seq"], e["type"], f"{e['model']}@{e['version']}" if e.get("version") else e["model"], e.get("stage"),
-                 (e.get("signer") or {}).get("principal", "") + " (signed)" if e.get("signed") else e.get("actor", ""),
-                 e["time"], e["hash"][:12]] for e in self.data]
-
-    def body(self) -> str:
-        return html_table(self.HEADERS, self._rows())
-
-    def text(self) -> str:
-        return text_table(self.HEADERS, self._rows())
+        return history_rows(self.data)

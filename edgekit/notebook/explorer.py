@@ -34,11 +34,10 @@ from edgekit.notebook.display import GateVerdictView, html_table
 from edgekit.results import Results, load_results
 
 ALL = "(all)"
-# column label, summary key, best first when sorting ("up": ascending)
-COLUMNS = [("variant", "variant", "up"), ("runtime", "runtime", "up"), ("precision", "precision", "up"),
-           ("verdict", "verdict", "up"), ("speed-up", "speedup", "down"), ("p50 ms", "p50_ms", "up"),
-           ("p99 ms", "p99_ms", "up"), ("retention", "retention", "down"), ("cosine", "cosine_mean", "down"),
-           ("model MB", "model_memory_mb", "up"), ("size MB", "size_mb", "up"), ("Pareto (all objectives)", "pareto", "down")]
+# column label, summary key
+COLUMNS = [("variant", "variant"), ("runtime", "runtime"), ("precision", "precision"), ("verdict", "verdict"),
+           ("speed-up", "speedup"), ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("retention", "retention"),
+           ("cosine", "cosine_mean"), ("model MB", "model_memory_mb"), ("size MB", "size_mb"), ("Pareto (all objectives)", "pareto")]
 _VERDICT_COLOURS = {"pass": "#1a7f37", "pass with warnings": "#9a6700", "fail": "#cf222e"}
 
 
@@ -47,7 +46,7 @@ def rows_of(results: Results) -> list[dict[str, Any]]:
     stage = results.decision["target_stage"]
     rows = []
     for name, row in results.summary["variants"].items():
-        flat = {key: row.get(key) for _, key, _ in COLUMNS}
+        flat = {key: row.get(key) for _, key in COLUMNS}
         flat.update(variant=name, status=row.get("status"), pareto=bool((row.get("pareto") or {}).get("on_front")),
                     verdict=(row.get("verdicts") or {}).get(stage) or row.get("status"))
         rows.append(flat)
@@ -96,7 +95,7 @@ class BenchmarkExplorer:
         self.runtime = widgets.Dropdown(options=choices("runtime"), description="runtime")
         self.precision = widgets.Dropdown(options=choices("precision"), description="precision")
         self.verdict = widgets.Dropdown(options=choices("verdict"), description="verdict")
-        self.sort_by = widgets.Dropdown(options=[(label, key) for label, key, _ in COLUMNS], value="speedup", description="sort by")
+        self.sort_by = widgets.Dropdown(options=COLUMNS, value="speedup", description="sort by")
         self.descending = widgets.ToggleButton(value=True, description="descending", icon="sort-amount-desc")
         self.table = widgets.HTML()
         self.chosen = widgets.Dropdown(description="variant")
@@ -168,8 +167,10 @@ class BenchmarkExplorer:
                                f"variants: {', '.join(self.results.summary['variants'])}")
         if name not in self.chosen.options:  # filtered out: clear the filters that hide it
             self.runtime.value = self.precision.value = self.verdict.value = ALL
-        self.chosen.value = name
-        self._show(name)
+        if self.chosen.value == name:
+            self._show(name)
+        else:
+            self.chosen.value = name  # its observer shows it
 
     def _show(self, name: str | None) -> None:
         if not name:
@@ -217,11 +218,11 @@ class BenchmarkExplorer:
 def table_html(rows: list[dict[str, Any]], recommended: str | None) -> str:
     body = []
     for r in rows:
-        values = [r[key] for _, key, _ in COLUMNS]
+        values = [r[key] for _, key in COLUMNS]
         values[0] = r["variant"] + (" ★" if r["variant"] == recommended else "")
         values[-1] = "yes" if r["pareto"] else ""
         body.append(values)
-    return html_table([label for label, _, _ in COLUMNS], body)
+    return html_table([label for label, _ in COLUMNS], body)
 
 
 def detail_html(results: Results, name: str) -> str:

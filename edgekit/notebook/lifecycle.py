@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekit.notebook.display import View, html_table, text_table
+from edgekit.notebook.display import TableView
 
 
-class StepsView(View):
+class StepsView(TableView):
     """What a run did, one row per registry event it wrote."""
 
     HEADERS = ["step", "version", "stage", "event", "by"]
@@ -27,12 +27,6 @@ class StepsView(View):
 
     def _rows(self) -> list[list[Any]]:
         return [[s["step"], s["version"], s.get("stage"), s["event"]["seq"], s["signer"] or "unsigned"] for s in self.data]
-
-    def body(self) -> str:
-        return html_table(self.HEADERS, self._rows())
-
-    def text(self) -> str:
-        return text_table(self.HEADERS, self._rows())
 
 
 def live_version(shown: dict[str, Any], model: str, variant: str, commit: str, retired: str) -> dict[str, Any] | None:
@@ -73,11 +67,11 @@ def promote_to(project: str | Path, stage: str, model: str | None = None, varian
         version, variant = done["version"], done["variant"]
         steps.append({"step": f"register {variant}", "version": version, "event": done["event"], "signer": signs and "signed"})
     ref = f"{model}@{version}"
-    while (current := api.describe(project, ref)["stage"]) != stage:
-        following = lifecycle.next_stage(current)
+    while (described := api.describe(project, ref))["stage"] != stage:
+        following = lifecycle.next_stage(described["stage"])
         if following is None or lifecycle.stages.index(following) > lifecycle.stages.index(stage):
-            raise RegistryError(f"{ref} is in {current}, past {stage}", "register a new version to promote it again")
-        approvals = api.describe(project, ref)["approvals"].get(following, [])
+            raise RegistryError(f"{ref} is in {described['stage']}, past {stage}", "register a new version to promote it again")
+        approvals = described["approvals"].get(following, [])
         if len(approvals) < lifecycle.approvals_needed(following):
             if not key:
                 raise RegistryError(f"{following} needs {lifecycle.approvals_needed(following)} signed approval(s) of {ref}",

@@ -79,10 +79,9 @@ def _show(argv: list[str]) -> Any:
     if argv[0] == "history":
         from edgekit import registry
         from edgekit.notebook.display import HistoryView
-        from edgekit.registry.api import parse_ref
+        from edgekit.registry.cli import split_ref
 
-        model, version = parse_ref(args.ref) if args.ref and "@" in args.ref else (args.ref, None)
-        return HistoryView(registry.history(args.project, model, version), args.ref)
+        return HistoryView(registry.history(args.project, *split_ref(args.ref)), args.ref)
     if args.ref and "@" in args.ref:
         return notebook.version(args.project, args.ref)
     return notebook.registry(args.project, args.ref)

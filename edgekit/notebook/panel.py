@@ -22,7 +22,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from edgekit.errors import EdgekitError
-from edgekit.notebook.display import RegistryView, VersionView, html_table
+from edgekit.notebook.display import HistoryView, RegistryView, VersionView
 
 
 def default_key(project: Path) -> str:
@@ -97,10 +97,7 @@ class RegistryPanel:
             return
         ref = self.ref()
         view = VersionView(self.api.describe(self.project, ref))
-        events = self.api.history(self.project, self.models.value, self.versions.value)
-        trail = html_table(["seq", "event", "stage", "by", "time", "hash"],
-                           [[e["seq"], e["type"], e.get("stage"), (e.get("signer") or {}).get("principal") or e.get("actor"), e["time"], e["hash"][:12]]
-                            for e in events])
+        trail = HistoryView(self.api.history(self.project, self.models.value, self.versions.value)).body()
         self.detail.value = view._repr_html_() + "<h4>audit trail</h4>" + trail
 
     def ref(self) -> str:

@@ -148,15 +148,27 @@ def show(a: argparse.Namespace) -> None:
     return None
 
 
+HISTORY_COLUMNS = ["seq", "event", "version", "stage", "by", "time", "hash"]
+
+
+def history_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
+    """``edgekit.registry.history``'s events as table rows (HISTORY_COLUMNS), for the CLI and the notebook views."""
+    return [[e["seq"], e["type"], f"{e['model']}@{e['version']}" if e.get("version") else e["model"], e.get("stage"),
+             e["signer"]["principal"] + " (signed)" if e.get("signer") else e.get("actor", ""), e["time"], e["hash"][:12]]
+            for e in events]
+
+
+def split_ref(ref: str | None) -> tuple[str | None, str | None]:
+    """``model``, ``model@version`` or nothing → (model, version), either None when absent."""
+    model, _, version = (ref or "").partition("@")
+    return model or None, version or None
+
+
 def history(a: argparse.Namespace) -> None:
-    model, _, version = (a.ref or "").partition("@")
-    events = _api().history(a.project, model or None, version or None)
+    events = _api().history(a.project, *split_ref(a.ref))
     if a.json:
         return _emit(events, True, "")
-    _table(["seq", "event", "version", "stage", "by", "time", "hash"],
-           [[str(e["seq"]), e["type"], f"{e['model']}@{e.get('version')}", e.get("stage") or "-",
-             e["signer"]["principal"] + " (signed)" if e.get("signer") else e.get("actor", ""), e["time"], e["hash"][:12]]
-            for e in events])
+    _table(HISTORY_COLUMNS, [["-" if cell is None else str(cell) for cell in row] for row in history_rows(events)])
     return None
 
 
