@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -102,7 +101,7 @@ def _git_root(project: Path) -> Path:
 
 
 def _inside(project: Path, path: Path, what: str) -> str:
-    resolved = (project / path).resolve() if not path.is_absolute() else path.resolve()
+    resolved = (project / path).resolve()  # an absolute path stays itself
     try:
         return resolved.relative_to(project).as_posix()
     except ValueError:
@@ -126,10 +125,10 @@ def init(project: str | Path = ".", model: str | None = None, data: str | Path |
     project = Path(project).resolve()
     if not project.is_dir():
         raise EdgekitError(f"project folder {project} does not exist", f"mkdir -p {project} && git init {project}")
-    _git_root(project)
+    root = _git_root(project)
     if model and (model.startswith((".", "/")) or (project / model).is_dir()):
         folder = Path(model)
-        if not (project / folder if not folder.is_absolute() else folder).is_dir():
+        if not (project / folder).is_dir():
             raise EdgekitError(f"--model {model}: no such folder", "give a folder holding config.json and the weights, "
                                                                    "an installed model package or a Hugging Face id")
         model = "./" + _inside(project, folder, "--model")
@@ -157,7 +156,7 @@ def init(project: str | Path = ".", model: str | None = None, data: str | Path |
         write_bytes(project / name, content)
         result.written.append(Path(name))
     if not (project / ".dvc").is_dir():
-        _dvc(project, "init", "--subdir" if _git_root(project) != project else None)
+        _dvc(project, "init", *(["--subdir"] if root != project else []))
         result.written.append(Path(".dvc"))
     _dvc(project, "config", "core.autostage", "true")
 
@@ -173,12 +172,10 @@ def init(project: str | Path = ".", model: str | None = None, data: str | Path |
     return result
 
 
-def _dvc(project: Path, *args: str | None) -> None:
-    dvc = shutil.which("dvc") or None
-    command = [dvc] if dvc else [sys.executable, "-m", "dvc"]
-    done = subprocess.run([*command, *(a for a in args if a)], cwd=project, capture_output=True, text=True)
+def _dvc(project: Path, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, capture_output=True, text=True)
     if done.returncode != 0:
-        raise EdgekitError(f"dvc {' '.join(a for a in args if a)} failed in {project}: {done.stderr.strip()[-500:]}",
+        raise EdgekitError(f"dvc {' '.join(args)} failed in {project}: {done.stderr.strip()[-500:]}",
                            "install DVC: pip install 'edgekit[pipeline]'")
 
 
