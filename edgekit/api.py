@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekit.errors import ConfigError
 from edgekit.layout import Layout
 from edgekit.params import Params, load_params
 
@@ -210,3 +211,53 @@ def _devices(config) -> list[str]:
         return list(config.devices())
     except Exception as exc:  # a broken runtime install must not take doctor down
         return [f"error: {type(exc).__name__}: {exc}"]
+
+
+# --- the decoder (``decoder:`` in params.yaml) ---
+def _decoder_setup(project: str | Path, params_file: str | Path | None) -> tuple[Params, Layout]:
+    params, layout = _setup(project, params_file, ())
+    if params.decoder is None:
+        raise ConfigError("decoder", None, "a decoder: section in params.yaml (see the README's 'Small language models')")
+    return params, layout
+
+
+def decoder_model(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Make (or copy) the source language model and split its corpus."""
+    from edgekit.pipeline.decoder_model import run
+
+    return run(*_decoder_setup(project, params_file))
+
+
+def decoder_baseline(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """The fp32 PyTorch reference logits and greedy continuations on the held-out text."""
+    from edgekit.pipeline.decoder_baseline import run
+
+    return run(*_decoder_setup(project, params_file))
+
+
+def decoder_optimize(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Make one decoder variant folder with its manifest."""
+    from edgekit.pipeline.decoder_optimize import run
+
+    return run(*_decoder_setup(project, params_file), variant)
+
+
+def decoder_benchmark(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Time one decoder variant's prefill and decode in fresh processes."""
+    from edgekit.pipeline.decoder_benchmark import run
+
+    return run(*_decoder_setup(project, params_file), variant)
+
+
+def decoder_evaluate(variant: str, project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Perplexity, KL and top-1 agreement of one decoder variant against the baseline."""
+    from edgekit.pipeline.decoder_evaluate import run
+
+    return run(*_decoder_setup(project, params_file), variant)
+
+
+def decoder_select(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:
+    """Every decoder variant against the baseline, its gates, and the recommendation."""
+    from edgekit.pipeline.decoder_select import run
+
+    return run(*_decoder_setup(project, params_file))

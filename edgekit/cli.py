@@ -218,6 +218,65 @@ def list_gates() -> None:
     out.print(table)
 
 
+@app.command("decoder-model")
+def decoder_model(project: Project = Path(".")) -> None:
+    """Make (or copy) the source language model and split its corpus."""
+    record = _api().decoder_model(project)
+    made = f", held-out perplexity {record['heldout_perplexity']:.1f}" if "heldout_perplexity" in record else ""
+    _done(f"decoder model: {record['source']}{made}")
+
+
+@app.command("decoder-baseline")
+def decoder_baseline(project: Project = Path(".")) -> None:
+    """Record the fp32 PyTorch reference logits and greedy continuations on the held-out text."""
+    record = _api().decoder_baseline(project)
+    _done(f"decoder baseline: {record['windows']} windows, perplexity {record['perplexity']:.2f}")
+
+
+@app.command("decoder-optimize")
+def decoder_optimize(variant: Variant, project: Project = Path(".")) -> None:
+    """Make one decoder variant (model files and manifest)."""
+    _report_status(variant, _api().decoder_optimize(variant, project), "decoder optimize")
+
+
+@app.command("decoder-benchmark")
+def decoder_benchmark(variant: Variant, project: Project = Path(".")) -> None:
+    """Time one decoder variant's prefill and decode, each repeat in a fresh process."""
+    record = _api().decoder_benchmark(variant, project)
+    _report_status(variant, record, "decoder benchmark")
+    if record["status"] == "ok":
+        out.print(f"  decode {record['decode']['tokens_per_s']:.1f} tokens/s, prefill "
+                  + ", ".join(f"{n}: {p['tokens_per_s']:.0f} tokens/s" for n, p in record["prefill"].items()))
+
+
+@app.command("decoder-evaluate")
+def decoder_evaluate(variant: Variant, project: Project = Path(".")) -> None:
+    """Perplexity, KL and top-1 agreement of one decoder variant against the baseline."""
+    record = _api().decoder_evaluate(variant, project)
+    _report_status(variant, record, "decoder evaluate")
+    if record["status"] == "ok":
+        out.print(f"  perplexity {record['perplexity']:.3f} ({record['perplexity_delta']:+.2%}), KL {record['kl_mean']:.5f}, "
+                  f"top-1 {record['top1_agreement']:.3f}, greedy identical {record['greedy']['identical']:.2f}")
+
+
+@app.command("decoder-select")
+def decoder_select(project: Project = Path(".")) -> None:
+    """Every decoder variant against the baseline, its gates, and the recommendation."""
+    summary = _api().decoder_select(project)
+    table = Table("variant", "decode tok/s", "speed-up (95% CI)", "ppl Δ", "KL", "top-1", summary["stage"])
+    for row in summary["variants"]:
+        if row["status"] != "ok":
+            table.add_row(row["variant"], row["status"], "", "", "", "", "")
+            continue
+        ci = row.get("decode_speedup_ci95") or [float("nan")] * 2
+        table.add_row(row["variant"], f"{row['decode_tokens_per_s']:.0f}", f"{row.get('decode_speedup', float('nan')):.2f}× ({ci[0]:.2f}–{ci[1]:.2f})",
+                      f"{row['perplexity_delta']:+.2%}", f"{row['kl_mean']:.4f}", f"{row['top1_agreement']:.3f}",
+                      "pass" if row["verdicts"].get(summary["stage"], {}).get("passed") else "fail")
+    out.print(table)
+    recommendation = summary["recommendation"]
+    _done(f"decoder recommendation: {recommendation['variant'] or 'none'} ({recommendation['why']})")
+
+
 @app.command("model-card")
 def model_card(project: Project = Path("."),
                variant: Annotated[str | None, typer.Option(help="Variant to certify (default: the recommended one).")] = None) -> None:
@@ -285,7 +344,7 @@ def registry(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
-_PER_VARIANT = ("optimize", "benchmark", "bench", "evaluate")
+_PER_VARIANT = ("optimize", "benchmark", "bench", "evaluate", "decoder-optimize", "decoder-benchmark", "decoder-evaluate")
 
 
 def _name_stage(argv: list[str]) -> None:

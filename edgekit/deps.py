@@ -51,6 +51,7 @@ class Probe:
 TORCH = Dependency("torch", "torch", "pytorch")
 TRANSFORMERS = Dependency("transformers", "transformers", "pytorch")
 TOKENIZERS = Dependency("tokenizers", "tokenizers", "pytorch")
+SENTENCEPIECE = Dependency("sentencepiece", "sentencepiece", "pytorch")
 ONNXRUNTIME = Dependency("onnxruntime", "onnxruntime", "onnxruntime")
 ONNX = Dependency("onnx", "onnx", "onnxruntime")
 OPTIMUM_ONNX = Dependency("optimum.exporters.onnx", "optimum-onnx", "onnxruntime")

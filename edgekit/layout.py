@@ -121,3 +121,39 @@ class Layout:
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    # --- the decoder (``decoder:`` in params.yaml), beside the encoder ---
+    @property
+    def decoder_model(self) -> Path:
+        """The source language model (a Hugging Face folder), made or copied by ``decoder_model``."""
+        return self.root / "models" / "decoder"
+
+    @property
+    def decoder_data(self) -> Path:
+        """train.txt and heldout.txt: the corpus split the decoder is trained and judged on."""
+        return self.root / "data" / "decoder"
+
+    @property
+    def decoder_model_metrics(self) -> Path:
+        return self.root / "metrics" / "decoder_model.json"
+
+    @property
+    def decoder_baseline_dir(self) -> Path:
+        """The baseline's logits on the held-out windows and its greedy continuations."""
+        return self.root / "outputs" / "decoder_baseline"
+
+    def decoder_variant_dir(self, name: str) -> Path:
+        return self.root / "models" / "decoder_variants" / name
+
+    def decoder_benchmark_samples(self, name: str) -> Path:
+        return self.root / "outputs" / "decoder_benchmark" / f"{name}.json"
+
+    def decoder_benchmark_metrics(self, name: str) -> Path:
+        return self.root / "metrics" / "decoder_benchmark" / f"{name}.json"
+
+    def decoder_evaluate_metrics(self, name: str) -> Path:
+        return self.root / "metrics" / "decoder_evaluate" / f"{name}.json"
+
+    @property
+    def decoder_summary(self) -> Path:
+        return self.root / "metrics" / "decoder_summary.json"

@@ -24,6 +24,7 @@ import yaml
 from edgekit.errors import ConfigError, UnknownNameError
 from edgekit.runtimes import get_runtime, runtime_names
 from edgekit.runtimes.base import Options
+from edgekit.tasks.generation.params import DecoderParams
 
 _VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -355,6 +356,7 @@ class Params:
     policy: PolicyParams = field(default_factory=PolicyParams)
     optimize_timeout_seconds: float = 1800.0
     evaluate_timeout_seconds: float = 900.0
+    decoder: DecoderParams | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -381,7 +383,7 @@ class Params:
         return self.benchmark.batch_sizes[0], self.benchmark.seq_lengths[0]
 
 
-_TOP_LEVEL = {"seed", "threads", "model", "data", "baseline", "variants", "optimize", "benchmark", "evaluate", "policy"}
+_TOP_LEVEL = {"seed", "threads", "model", "data", "baseline", "variants", "optimize", "benchmark", "evaluate", "policy", "decoder"}
 
 
 def _timeout(raw: dict, default: float, field: str) -> float:
@@ -452,6 +454,7 @@ def parse_params(raw: Any, deep: Collection[str] | None = None) -> Params:
         policy=PolicyParams.parse(raw.get("policy")),
         optimize_timeout_seconds=_timeout(optimize, 1800.0, "optimize"),
         evaluate_timeout_seconds=_timeout(evaluate, 900.0, "evaluate"),
+        decoder=DecoderParams.parse(raw["decoder"]) if raw.get("decoder") is not None else None,
         raw=raw,
     )
 

@@ -175,3 +175,20 @@ def registry_project(registry_template, tmp_path) -> Path:
     from registry_project import copy
 
     return copy(registry_template, tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory) -> Path:
+    """A 2-layer LLaMA (256 wide, K-quant rows) with its own SentencePiece tokenizer, trained for 40 seeded
+    steps on the shipped corpus (about 10 s on 2 cores), as the decoder_model stage makes the default one."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sentencepiece")
+    from edgekit.tasks.generation.corpus import split_corpus
+    from edgekit.tasks.generation.maker import make_decoder
+    from edgekit.tasks.generation.params import MakeParams
+
+    folder = tmp_path_factory.mktemp("tiny-decoder")
+    train, heldout = split_corpus(REPO / "data" / "source", share=0.1, seed=0)
+    make_decoder(MakeParams(layers=2, steps=40), train, heldout, folder, seed=0, threads=2)
+    (folder / "heldout.txt").write_text("\n".join(heldout) + "\n")
+    return folder

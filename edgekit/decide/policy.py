@@ -26,7 +26,7 @@ from edgekit.decide.gates import Evidence, get_gate
 from edgekit.errors import ConfigError
 
 ACTIONS = ("block", "warn")
-_TOP_LEVEL = {"name", "version", "description", "stages", "lifecycle"}
+_TOP_LEVEL = {"name", "version", "description", "stages", "lifecycle", "decoder_stages"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Policy:
     # The registry's section (stage order, approvals, review dates, deploy hook); edgekit.registry
     # validates it, so deciding never imports the registry.
     lifecycle: dict[str, Any] = field(default_factory=dict)
+    # The decoders' gates (``edgekit.tasks.generation.gates`` validates and applies them).
+    decoder_stages: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """What is written next to a verdict to identify this policy."""
@@ -100,7 +102,9 @@ def parse_policy(raw: Any, source: str = "policy.yaml", sha256: str = "") -> Pol
                           _mapping(gates or {}, None, f"stages.{stage}", source).items())
              for stage, gates in stages.items()}
     lifecycle = _mapping(raw.get("lifecycle") or {}, None, "lifecycle", source)
-    return Policy(str(raw["name"]), str(raw["version"]), str(raw.get("description", "")), rules, source, sha256, lifecycle)
+    decoder_stages = _mapping(raw.get("decoder_stages") or {}, set(STAGES), "decoder_stages", source)
+    return Policy(str(raw["name"]), str(raw["version"]), str(raw.get("description", "")), rules, source, sha256, lifecycle,
+                  decoder_stages)
 
 
 def _rule(field: str, name: str, spec: Any, source: str) -> GateRule:

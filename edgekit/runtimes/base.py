@@ -92,6 +92,21 @@ class OptimizeContext:
 
 
 @dataclasses.dataclass(frozen=True)
+class DecoderFloor:
+    """The most a decoder precision may differ from the fp32 PyTorch baseline (the conformance suite's bar).
+
+    Attributes:
+        kl_mean: mean KL(baseline ‖ variant) of next-token distributions, nats.
+        top1_agreement: share of positions with the same most likely next token.
+        greedy_identical: greedy continuations must equal the baseline's (fp32/fp16 precisions).
+    """
+
+    kl_mean: float
+    top1_agreement: float
+    greedy_identical: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class FidelityFloor:
     """The lowest fidelity a precision may show against the fp32 baseline (the conformance suite's bar)."""
 
@@ -114,6 +129,9 @@ class RuntimeConfig:
         conformance_options: per precision, extra (options, floor) pairs the conformance suite also runs.
         runs_on: other runtimes whose code its variants run (Olive's models run on ONNX Runtime); their
             folders are part of what its pipeline stages import.
+        decoder_precisions: the ``precision`` values its decoder backend accepts (empty: no decoder backend).
+        decoder_backend_path: ``module:Class`` of its decoder backend (``edgekit.tasks.generation.backend``).
+        decoder_floor: per decoder precision, the fidelity the conformance suite accepts.
     """
 
     name: ClassVar[str]
@@ -126,6 +144,9 @@ class RuntimeConfig:
     fidelity_floor: ClassVar[dict[str, FidelityFloor]] = {}
     conformance_options: ClassVar[dict[str, tuple[tuple[dict[str, Any], FidelityFloor], ...]]] = {}
     runs_on: ClassVar[tuple[str, ...]] = ()
+    decoder_precisions: ClassVar[tuple[str, ...]] = ()
+    decoder_backend_path: ClassVar[str] = ""
+    decoder_floor: ClassVar[dict[str, DecoderFloor]] = {}
 
     @classmethod
     def devices(cls) -> list[str]:
@@ -149,6 +170,13 @@ class RuntimeConfig:
         """Import and return the backend class; raise if the runtime is missing."""
         require(*cls.dependencies, *(cls.optimize_dependencies if for_optimize else ()))
         module_name, _, class_name = cls.backend_path.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+    @classmethod
+    def decoder_backend(cls, for_optimize: bool = False) -> type:
+        """Import and return the decoder backend class; raise if the runtime is missing."""
+        require(*cls.dependencies, *(cls.optimize_dependencies if for_optimize else ()))
+        module_name, _, class_name = cls.decoder_backend_path.partition(":")
         return getattr(importlib.import_module(module_name), class_name)
 
 

@@ -13,7 +13,7 @@ import dataclasses
 
 from edgekit.deps import TORCH, TRANSFORMERS
 from edgekit.errors import ConfigError
-from edgekit.runtimes.base import FidelityFloor, Options, RuntimeConfig
+from edgekit.runtimes.base import DecoderFloor, FidelityFloor, Options, RuntimeConfig
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 # torch.compile's modes. On a CPU, "reduce-overhead" (CUDA graphs) has nothing to capture.
@@ -53,6 +53,9 @@ class PyTorchConfig(RuntimeConfig):
     precisions = ("fp32",)
     options = PyTorchOptions
     backend_path = "edgekit.runtimes.pytorch.backend:PyTorchBackend"
+    decoder_precisions = ("fp32",)
+    decoder_backend_path = "edgekit.runtimes.pytorch.decoder:PyTorchDecoder"
+    decoder_floor = {"fp32": DecoderFloor(kl_mean=1e-6, top1_agreement=0.999, greedy_identical=True)}
     fidelity_floor = {"fp32": FidelityFloor(cosine_mean=0.99999, retention=0.9999)}
     conformance_options = {
         # inductor fuses kernels and reorders float sums: about 1.5e-6 from eager, not bit-equal.
