@@ -302,11 +302,12 @@ def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("
     out.print(f"lock: {record['lock_sha256'] or 'requirements/lock.txt not found'}")
     out.print(f"CPU: {cpu['model']} ({cpu['architecture']}), {cpu['physical_cores']} physical / {cpu['logical_cores']} logical cores")
     out.print(f"ISA: {' '.join(cpu['isa']) or 'none detected'}; accelerators: {', '.join(record['accelerators']) or 'none'}")
-    table = Table("runtime", "status", "versions", "devices", "precisions")
+    table = Table("runtime", "status", "versions", "devices", "precisions", "decoder precisions")
     for name, runtime in record["runtimes"].items():
         versions = ", ".join(f"{k} {v}" for k, v in runtime["versions"].items())
         status = "[green]found[/]" if runtime["available"] else f"[yellow]missing[/] {escape(', '.join(runtime['missing']))}: {escape(runtime['install'])}"
-        table.add_row(name, status, versions, ", ".join(runtime["devices"]), ", ".join(runtime["precisions"]))
+        table.add_row(name, status, versions, ", ".join(runtime["devices"]), ", ".join(runtime["precisions"]),
+                      ", ".join(runtime.get("decoder_precisions", [])) or "-")
     out.print(table)
     from edgekit.decide.hardware import describe
 

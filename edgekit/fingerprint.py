@@ -93,6 +93,7 @@ def runtimes() -> dict[str, dict[str, Any]]:
             "missing": missing,
             "install": install_command(config.extra) if missing else None,
             "precisions": list(config.precisions),
+            "decoder_precisions": list(config.decoder_precisions),
         }
     return report
 

@@ -18,6 +18,7 @@ from edgekit.deps import (
     DVC,
     LLAMA_CPP,
     MLX,
+    MLX_LM,
     NNCF,
     OLIVE,
     ONNXRUNTIME,
@@ -36,7 +37,7 @@ MARKER_DEPENDENCIES = {
     "onnxruntime": (ONNXRUNTIME, OPTIMUM_ONNX, TORCH),
     "openvino": (OPENVINO, NNCF),
     "llamacpp": (LLAMA_CPP,),
-    "mlx": (MLX,),
+    "mlx": (MLX, MLX_LM),
     "olive": (OLIVE, ONNXRUNTIME, TORCH),
     "notebook": (PAPERMILL,),
     "pipeline": (DVC, TORCH, ONNXRUNTIME, PAPERMILL),
@@ -65,16 +66,18 @@ def repo() -> Path:
 
 
 def uncomment_more_variants(text: str) -> str:
-    """params.yaml with the commented-out variants below the default sweep switched on, prose left as comments."""
+    """params.yaml with the commented-out variants below each ``# --- More`` line (the encoder's and the decoder's)
+    switched on, prose left as comments."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("  # --- More variants"))
-    for i in range(start + 1, len(lines)):
-        if not lines[i].startswith("  #"):
-            break
-        if name := re.match(r"^  # ([a-z0-9_-]+):(\s+#.*)?$", lines[i]):
-            lines[i] = f"  {name.group(1)}:{name.group(2) or ''}"
-        elif key := re.match(r"^  #   ([a-z_]+: .*)$", lines[i]):
-            lines[i] = f"    {key.group(1)}"
+    for start in [i for i, line in enumerate(lines) if line.lstrip().startswith("# --- More")]:
+        indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
+        for i in range(start + 1, len(lines)):
+            if not lines[i].startswith(indent + "#"):
+                break
+            if name := re.match(rf"^{indent}# ([a-z0-9_-]+):(\s+#.*)?$", lines[i]):
+                lines[i] = f"{indent}{name.group(1)}:{name.group(2) or ''}"
+            elif key := re.match(rf"^{indent}#   ([a-z_]+: .*)$", lines[i]):
+                lines[i] = f"{indent}  {key.group(1)}"
     return "\n".join(lines) + "\n"
 
 
@@ -87,6 +90,11 @@ def small_params(**overrides) -> dict:
     params["benchmark"].update(batch_sizes=[1, 2], seq_lengths=[16], warmup_iterations=2, min_iterations=10,
                                min_seconds=0.1, max_seconds=1.0, target_ci_half_width=0.05, repeats=2,
                                headline_repeats=3, headline_max_seconds=1.0, unstable_retries=0, timeout_seconds=300)
+    decoder = params["decoder"]
+    decoder["make"].update(layers=2, steps=30)
+    decoder["benchmark"].update(prompt_lengths=[16, 32], generate_tokens=16, warmup_tokens=2, prefill_iterations=2, repeats=2,
+                                timeout_seconds=300)
+    decoder["evaluate"].update(window=64, greedy_prompts=2, greedy_tokens=8)
     for key, value in overrides.items():
         params[key] = value
     return params

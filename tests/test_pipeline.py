@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 # One variant per runtime (and both ONNX Runtime precisions): the pipeline must carry every runtime;
 # the conformance suite covers every precision.
 VARIANTS = ("pytorch-fp32", "ort-fp32", "ort-int8", "ov-int8", "gguf-q8_0", "mlx-int8", "olive-int8")
+# The decoder's baseline and one 4-bit variant per runtime that has decoders (fp32 ones are in the conformance suite).
+DECODER_VARIANTS = ("llama-fp32", "gguf-q4_k_m", "ort-int4", "ov-int4", "mlx-int4")
 
 
 def run(args: list[str], cwd: Path, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
@@ -60,6 +62,7 @@ def clone(tmp_path_factory) -> Path:
         shutil.copy2(template, folder / ".dvc" / template.name)
     params = small_params()
     params["variants"] = {name: params["variants"][name] for name in VARIANTS}
+    params["decoder"]["variants"] = {name: params["decoder"]["variants"][name] for name in DECODER_VARIANTS}
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], folder)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], folder)
@@ -85,6 +88,32 @@ def test_repro_produces_the_report_with_every_variant(clone):
     assert html.count("data:image/png;base64") >= 2  # latency distributions, speed vs fidelity
     assert not REMOTE_ASSET.search(html)
     assert "Traceback" not in html and "Error" not in json.dumps(json.loads((clone / "reports" / "report.ipynb").read_text())["cells"][-1].get("outputs", []))
+
+
+def test_repro_measures_every_decoder_variant_against_its_baseline(clone):
+    summary = json.loads((clone / "metrics" / "decoder_summary.json").read_text())
+    rows = {row["variant"]: row for row in summary["variants"]}
+    assert set(rows) == set(DECODER_VARIANTS)
+    for row in rows.values():
+        assert row["status"] == "ok", row
+        assert row["decode_tokens_per_s"] > 0 and row["prefill_tokens_per_s"] > 0 and row["model_memory_mb"] > 0
+        low, high = row["decode_tokens_per_s_ci95"]
+        assert low <= row["decode_tokens_per_s"] <= high
+        assert 0 <= row["kl_mean"] < 0.1 and row["top1_agreement"] > 0.8
+    base = rows["llama-fp32"]
+    assert base["kl_mean"] < 1e-9 and base["top1_agreement"] == 1.0 and base["greedy_identical"] == 1.0
+    assert base["perplexity_delta"] == 0.0 and base["decode_speedup"] == 1.0
+    # 4-bit weights are at most a third of the fp32 file, on every runtime
+    for name in DECODER_VARIANTS[1:]:
+        assert rows[name]["size_mb"] < base["size_mb"] / 3, name
+    recommendation = summary["recommendation"]
+    assert recommendation["variant"] in (*DECODER_VARIANTS[1:], None) and recommendation["why"]
+    if recommendation["variant"]:
+        assert rows[recommendation["variant"]]["verdicts"][summary["stage"]]["passed"]
+    csv_rows = list(csv.DictReader(io.StringIO((clone / "reports" / "decoders.csv").read_text())))
+    assert [row["variant"] for row in csv_rows] == list(DECODER_VARIANTS)
+    html = (clone / "reports" / "report.html").read_text()
+    assert "Small language model" in html and all(name in html for name in DECODER_VARIANTS)
 
 
 def test_repro_records_the_decision_and_the_ci_gate_enforces_it(clone):
@@ -125,10 +154,12 @@ def _runs_on(stage: str, clone: Path) -> tuple[str, ...]:
     """
     from edgekit.runtimes import get_runtime
 
-    variant = stage.partition("@")[2]
+    family, _, variant = stage.partition("@")
     if not variant:
         return ()
-    runtime = yaml.safe_load((clone / "params.yaml").read_text())["variants"][variant]["runtime"]
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    variants = params["decoder"]["variants"] if family.startswith("decoder_") else params["variants"]
+    runtime = variants[variant]["runtime"]
     return get_runtime(runtime).runs_on
 
 

@@ -159,6 +159,37 @@ display(Markdown(f"fp32 GEMM **{peaks['fp32_gemm_gflops']} GFLOP/s** · int8 GEM
                  "Each variant is held to the int8 peak if it is int8, to bf16 if its runtime computed in bf16, else fp32."))
 roof = pd.DataFrame([{"variant": name, **summary["variants"][name]["roofline"]} for name in results.measured])
 roof.style.hide(axis="index").format(precision=3)"""),
+    ("md", "## Small language model\nThe decoder (params.yaml `decoder:`) against its fp32 PyTorch baseline, from "
+           "`metrics/decoder_summary.json`. Decode tokens/s is one token at a time on top of the KV cache as each runtime "
+           "keeps it, prefill tokens/s and time to first token are at the first prompt length; both speed-ups carry the "
+           "hierarchical bootstrap 95% CI over processes. Perplexity Δ, KL (baseline ‖ variant, nats) and top-1 agreement "
+           "are read on held-out text only. Decode roofline efficiency is tokens/s × the variant's weight bytes over the "
+           "measured memory bandwidth: above 1 means the weights were served from cache, not DRAM."),
+    ("code", """\
+import json
+
+decoder_path = Path(project_dir) / "metrics" / "decoder_summary.json"
+if decoder_path.is_file():
+    decoders = json.loads(decoder_path.read_text())
+    columns = ["variant", "runtime", "precision", "status", "decode_tokens_per_s", "decode_speedup", "decode_speedup_ci95",
+               "prefill_tokens_per_s", "prefill_speedup", "ttft_ms", "perplexity", "perplexity_delta", "kl_mean",
+               "top1_agreement", "greedy_identical", "model_memory_mb", "size_mb", "decode_roofline_efficiency"]
+    stage = decoders["stage"]
+    rows = [{**{c: row.get(c) for c in columns}, stage: "pass" if row["verdicts"].get(stage, {}).get("passed") else "fail"}
+            for row in decoders["variants"]]
+    rec = decoders["recommendation"]
+    evidence = (f": decode {rec['decode_speedup']:.2f}× the baseline (95% CI {rec['decode_speedup_ci95'][0]:.2f}–"
+                f"{rec['decode_speedup_ci95'][1]:.2f}), KL {rec['kl_mean']:.2g}, perplexity {rec['perplexity_delta']:+.2%}"
+                if rec["variant"] else "")
+    display(Markdown(f"**Recommended decoder for {stage}:** `{rec['variant'] or 'none'}` — {rec['why']}{evidence} "
+                     "(evidence: `metrics/decoder_summary.json`, `outputs/decoder_benchmark/`, `metrics/decoder_evaluate/`)"))
+    display(pd.DataFrame(rows).style.hide(axis="index").format(precision=4, na_rep=""))
+    failed = [(row["variant"], g) for row in decoders["variants"] for g in row["verdicts"].get(stage, {}).get("gates", [])
+              if not g["passed"]]
+    if failed:
+        display(Markdown("Failed gates: " + "; ".join(f"`{v}` {g['gate']} = {g['value']}" for v, g in failed)))
+else:
+    display(Markdown("This project has no decoder (`decoder:` in params.yaml)."))"""),
     ("md", "## How this was measured\nEvery scenario ran in fresh processes (repeats), after a cold first call and a warm-up; "
            "sampling stopped when the 95% CI of the median was within the target, or at the time budget. "
            "A scenario measured on a busy machine (other processes' CPU time, or steal), that did not converge, or whose "

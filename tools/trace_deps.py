@@ -34,11 +34,12 @@ def runs_on(runtime: str) -> tuple[str, ...]:
     return get_runtime(runtime).runs_on
 
 
-def fold(files: dict[str, set[str]], runtimes: dict[str, str]) -> dict[str, list[str]]:
+def fold(files: dict[str, set[str]], runtimes: dict[str, str], decoders: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """``runtimes``: encoder variant → runtime; ``decoders``: the same for the ``decoder_*`` stage families."""
     families: dict[str, list[set[str]]] = defaultdict(list)
     for stage, imported in files.items():
         family, _, variant = stage.partition("@")
-        own = runtimes.get(variant)
+        own = (decoders or {}).get(variant) if family.startswith("decoder_") else runtimes.get(variant)
         # a runtime that runs on another (Olive's models run in ONNX Runtime) imports that one's folder too,
         # which one template cannot list; tests/test_pipeline.py allows exactly those (``runs_on``)
         borrowed = set(runs_on(own)) if own else set()
@@ -81,9 +82,10 @@ def main(argv: list[str]) -> None:
     import yaml
 
     trace, write = Path(argv[0]), "--write" in argv
-    variants = yaml.safe_load(Path("params.yaml").read_text())["variants"]
-    runtimes = {name: spec["runtime"] for name, spec in variants.items()}
-    deps = fold(stage_files(trace), runtimes)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    runtimes = {name: spec["runtime"] for name, spec in params["variants"].items()}
+    decoders = {name: spec["runtime"] for name, spec in (params.get("decoder") or {}).get("variants", {}).items()}
+    deps = fold(stage_files(trace), runtimes, decoders)
     if write:
         Path("dvc.yaml").write_text(rewrite(Path("dvc.yaml").read_text(), deps))
         return

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from edgekit.bench.stats import ratio_ci
-from edgekit.policyfile import load_policy
 from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
 from edgekit.params import Params
+from edgekit.policyfile import load_policy
 from edgekit.tasks.generation.gates import check_stage, parse_stage
 
 COLUMNS = ("variant", "runtime", "precision", "status", "decode_tokens_per_s", "decode_speedup", "prefill_tokens_per_s",
@@ -48,7 +48,7 @@ def _row(name: str, bench: dict, quality: dict, base: dict, bandwidth: float) ->
         prefill_tokens_per_s_ci95=bench["prefill"][first]["tokens_per_s_ci95"], ttft_ms=bench["prefill"][first]["ms_p50"],
         prompt_length=int(first), perplexity=quality["perplexity"], perplexity_delta=quality["perplexity_delta"],
         perplexity_delta_ci95=quality["perplexity_delta_ci95"], kl_mean=quality["kl_mean"], kl_mean_ci95=quality["kl_mean_ci95"],
-        top1_agreement=quality["top1_agreement"], greedy_identical=quality["greedy"]["identical"],
+        top1_agreement=quality["top1_agreement"], top1_agreement_ci95=quality["top1_agreement_ci95"], greedy_identical=quality["greedy"]["identical"],
         model_memory_mb=bench["model_memory_mb"], peak_rss_mb=bench["peak_rss_mb"], size_mb=bench["size_mb"],
         busy_processes=bench["busy_processes"], load_s=bench["load_s_median"],
         decode_roofline_efficiency=tokens_per_s * bench["size_mb"] * 2**20 / (bandwidth * 1e9) if bandwidth else None,

@@ -14,8 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,26 @@ class _TokenBatch:
         return n
 
 
+
+@contextlib.contextmanager
+def _model_params(**fields: Any) -> Iterator[None]:
+    """``llama_cpp.Llama`` builds its ``llama_model_params`` itself and has no argument for some fields
+    (``use_extra_bufts``): while a model loads, its defaults carry ``fields``."""
+    module = llama_cpp.llama_cpp
+    defaults = module.llama_model_default_params
+
+    def with_fields():
+        params = defaults()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    module.llama_model_default_params = with_fields
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = defaults
+
 class LlamaCppBackend(Backend):
     def optimize(self, source: Path, out: Path, context: OptimizeContext) -> dict[str, Any]:
         converter = converter_source()
@@ -130,19 +152,20 @@ class LlamaCppBackend(Backend):
     def load(self, folder: Path) -> None:
         # pooling NONE: llama.cpp returns every token's state and edgekit pools (the shared numpy code).
         # n_ctx 0 takes the model's trained context, which bounds the positions a row may use.
-        self.llm = llama_cpp.Llama(
-            str(folder / MODEL_FILE),
-            embedding=True,
-            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
-            n_ctx=0,
-            n_batch=self.options.n_ubatch,
-            n_ubatch=self.options.n_ubatch,
-            n_threads=self.threads,
-            n_threads_batch=self.threads,
-            flash_attn=self.options.flash_attn,
-            use_mmap=self.options.use_mmap,
-            verbose=False,
-        )
+        with _model_params(use_extra_bufts=self.options.repack_weights()):
+            self.llm = llama_cpp.Llama(
+                str(folder / MODEL_FILE),
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+                n_ctx=0,
+                n_batch=self.options.n_ubatch,
+                n_ubatch=self.options.n_ubatch,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                flash_attn=self.options.flash_attn,
+                use_mmap=self.options.use_mmap,
+                verbose=False,
+            )
         self.n_embd = self.llm.n_embd()
         self.max_row = min(self.llm.n_ctx(), self.llm.context_params.n_ubatch)
         self.max_rows = self.llm.context_params.n_seq_max
@@ -203,6 +226,7 @@ class LlamaCppBackend(Backend):
             "max_rows_per_pass": self.max_rows,
             "flash_attn": self.options.flash_attn,
             "use_mmap": self.options.use_mmap,
+            "repack": self.options.repack_weights(),
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
             "llama_cpp_python": llama_cpp.__version__,
         }

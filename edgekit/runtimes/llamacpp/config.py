@@ -2,7 +2,7 @@
 
 Example:
     >>> LlamaCppConfig.options.parse({"n_ubatch": 256}, "variants.gguf-q8.options")
-    LlamaCppOptions(n_ubatch=256, flash_attn=False, use_mmap=True)
+    LlamaCppOptions(n_ubatch=256, flash_attn=False, use_mmap=True, repack='auto')
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from edgekit.runtimes.base import DecoderFloor, FidelityFloor, Options, RuntimeC
 
 # The encoder's positions table bounds a row; 8192 covers every BERT-family context we know of.
 _MAX_UBATCH = 8192
+REPACK = ("auto", "on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,15 +28,32 @@ class LlamaCppOptions(Options):
         flash_attn: use llama.cpp's flash-attention kernel. Off by default: on CPU it made MiniLM-L6
             slower (batch 1 × 32 tokens, 1 thread: f32 20.7 ms on vs 17.0 ms off; q8_0 15.3 vs 11.6).
         use_mmap: map the GGUF file instead of reading it into memory (shared pages, faster load).
+        repack: let llama.cpp repack quantized weights into its CPU "extra" buffer types (``use_extra_bufts``:
+            interleaved layouts on AVX2/AVX-512, AMX tiles on Xeons with AMX) at load. ``auto`` (the default)
+            is on, except on a CPU with AMX: there, with llama-cpp-python 0.3.36 built on the host (2-core Intel
+            Xeon with AMX-INT8, 2026-11-30), every q8_0 and q4_k_m model we run (MiniLM's GGUF and the tiny
+            decoder) died with SIGSEGV in its first llama_encode/llama_decode, and ran correctly with it off.
+            ggml-org/llama.cpp#20824 is an open report of a segfault in ``ggml_backend_amx_mul_mat``.
     """
 
     n_ubatch: int = 512
     flash_attn: bool = False
     use_mmap: bool = True
+    repack: str = "auto"
 
     def validate(self, field: str) -> None:
         if not 1 <= self.n_ubatch <= _MAX_UBATCH:
             raise ConfigError(f"{field}.n_ubatch", self.n_ubatch, f"an integer from 1 to {_MAX_UBATCH}")
+        if self.repack not in REPACK:
+            raise ConfigError(f"{field}.repack", self.repack, " or ".join(REPACK))
+
+    def repack_weights(self) -> bool:
+        """Whether to repack: ``on``, ``off``, or for ``auto`` whether the CPU lacks AMX (see ``repack``)."""
+        if self.repack != "auto":
+            return self.repack == "on"
+        from edgekit.bench.system import isa_flags
+
+        return not {"amx_tile", "amx_int8"} & isa_flags()
 
 
 class LlamaCppConfig(RuntimeConfig):

@@ -68,7 +68,8 @@ class LlamaCppDecoder(DecoderBackend):
         # llama-cpp-python's log callback: errors only (``Llama(verbose=False)`` does the same for the encoder)
         llama_cpp._logger.set_verbose(False)
         params = llama_cpp.llama_model_default_params()
-        params.use_mmap = self.options.use_mmap
+        params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if self.options.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        params.use_extra_bufts = self.options.repack_weights()
         self.model = llama_cpp.llama_model_load_from_file(str(folder / MODEL_FILE).encode(), params)
         if not self.model:
             raise EdgekitError(f"llama.cpp could not load {folder / MODEL_FILE}", f"re-run `dvc repro decoder_optimize@{folder.name}`")
@@ -134,4 +135,4 @@ class LlamaCppDecoder(DecoderBackend):
         ftype = llama_cpp.llama_model_ftype(self.model) if hasattr(llama_cpp, "llama_model_ftype") else None
         return {"threads": self.threads, "quant_type": _FTYPE_NAMES.get(ftype, str(ftype)), "model": description.value.decode(errors="replace"),
                 "n_batch": self.tokens.capacity, "flash_attn": self.options.flash_attn, "kv_cache": "llama.cpp f16 KV cache",
-                "llama_cpp_python": llama_cpp.__version__}
+                "use_mmap": self.options.use_mmap, "repack": self.options.repack_weights(), "llama_cpp_python": llama_cpp.__version__}

@@ -27,6 +27,7 @@ GATES: dict[str, tuple[str, str, str]] = {
     "busy_processes": ("max", "busy_processes", "timing processes measured while other processes used the CPU"),
 }
 ACTIONS = ("block", "warn")
+ESTIMATES = ("point", "ci")  # ci: the end of the row's 95% CI on the failing side (upper for max gates, lower for min)
 
 
 def parse_stage(stage: str, raw: Any) -> dict[str, dict[str, Any]]:
@@ -39,9 +40,14 @@ def parse_stage(stage: str, raw: Any) -> dict[str, dict[str, Any]]:
             raise ConfigError(where, spec, f"a decoder gate: {', '.join(GATES)}")
         direction = GATES[name][0]
         if not isinstance(spec, dict) or not isinstance(spec.get(direction), (int, float)) or isinstance(spec.get(direction), bool):
-            raise ConfigError(where, spec, f"{{{direction}: a number, action: block|warn}}")
+            raise ConfigError(where, spec, f"{{{direction}: a number, action: block|warn, estimate: point|ci}}")
         if spec.get("action", "block") not in ACTIONS:
             raise ConfigError(f"{where}.action", spec.get("action"), " or ".join(ACTIONS))
+        if spec.get("estimate", "point") not in ESTIMATES:
+            raise ConfigError(f"{where}.estimate", spec.get("estimate"), " or ".join(ESTIMATES))
+        unknown = set(spec) - {direction, "action", "estimate"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}", spec[sorted(unknown)[0]], f"known keys: {direction}, action, estimate")
     return raw
 
 
@@ -50,7 +56,15 @@ def check_stage(gates: dict[str, dict[str, Any]], row: dict[str, Any]) -> dict[s
     results = []
     for name, spec in gates.items():
         direction, field, _ = GATES[name]
-        bound, value = spec[direction], row.get(field)
+        bound, value = spec[direction], _value(row, field, direction, spec.get("estimate", "point"))
         passed = value is not None and (value >= bound if direction == "min" else value <= bound)
-        results.append({"gate": name, direction: bound, "value": value, "passed": passed, "action": spec.get("action", "block")})
+        results.append({"gate": name, direction: bound, "value": value, "estimate": spec.get("estimate", "point"),
+                        "passed": passed, "action": spec.get("action", "block")})
     return {"passed": all(r["passed"] for r in results if r["action"] == "block"), "gates": results}
+
+
+def _value(row: dict[str, Any], field: str, direction: str, estimate: str) -> float | None:
+    if estimate == "point":
+        return row.get(field)
+    interval = row.get(f"{field}_ci95")
+    return None if interval is None else interval[1] if direction == "max" else interval[0]

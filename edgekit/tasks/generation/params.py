@@ -127,7 +127,7 @@ class DecoderEvaluate:
     """Held-out text is scored in windows of ``window`` tokens; greedy output is compared on the first
     ``greedy_tokens`` tokens after each of ``greedy_prompts`` held-out prompts of ``greedy_prompt_tokens``."""
 
-    window: int = 128
+    window: int = 64
     greedy_prompts: int = 8
     greedy_prompt_tokens: int = 16
     greedy_tokens: int = 24
