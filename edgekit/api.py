@@ -153,11 +153,12 @@ def gate(project: str | Path = ".", stage: str | None = None, block: bool = True
 
     Returns:
         ``{"stage", "policy", "passing": [...], "failing": {variant: ["speedup 1.84 < 2", ...]},
-        "not_measured": {variant: reason}, "recommended", "message"}``; ``message`` says why nothing
-        qualifies, or is None.
+        "not_measured": {variant: reason}, "recommended", "message", "decoders"}``; ``message`` says why nothing
+        qualifies, or is None; ``decoders`` is the same for the decoder variants (None without a decoder).
 
     Raises:
-        GateError: ``block`` and no variant passes the blocking gates of the stage, naming each variant's failures.
+        GateError: ``block`` and no variant (or no decoder variant) passes the blocking gates of the stage, naming
+            each variant's failures.
         StageInputError: when the select stage has not run.
     """
     from edgekit.pipeline.gate import run

@@ -206,6 +206,16 @@ def gate(project: Project = Path("."),
         out.print(f"  [red]fail[/] {name}: {escape('; '.join(failures))}")
     if result["recommended"]:
         out.print(f"  recommended: [bold]{escape(result['recommended'])}[/]")
+    if decoders := result.get("decoders"):
+        if decoders["message"]:
+            out.print(f"[yellow]![/] {escape(decoders['message'])}")
+        else:
+            _done(f"{len(decoders['passing'])} decoder variant(s) pass the blocking decoder gates of {decoders['stage']}: "
+                  f"{', '.join(decoders['passing'])}")
+        for name, failures in decoders["failing"].items():
+            out.print(f"  [red]fail[/] {name}: {escape('; '.join(failures))}")
+        if decoders["recommended"]:
+            out.print(f"  recommended decoder: [bold]{escape(decoders['recommended'])}[/]")
 
 
 @app.command("gates")

@@ -25,8 +25,9 @@ FORBIDDEN_CALLS = {"open", "read_text", "read_bytes", "write_text", "write_bytes
 
 
 def test_the_pipeline_has_the_stages_we_name():
-    assert STAGES == ["environment", "calibrate", "data", "baseline", "optimize", "benchmark", "evaluate", "select",
-                      "report", "model_card", "gate"]
+    assert STAGES == ["environment", "calibrate", "data", "baseline", "optimize", "benchmark", "evaluate",
+                      "decoder_model", "decoder_baseline", "decoder_optimize", "decoder_benchmark", "decoder_evaluate",
+                      "decoder_select", "select", "report", "model_card", "gate"]
 
 
 @pytest.mark.parametrize("stage", STAGES)

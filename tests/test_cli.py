@@ -211,6 +211,35 @@ def test_gate_names_the_passing_variants_and_fails_when_none_pass(tmp_path):
     assert "`edgekit gate --stage production` fails on this" in flat
 
 
+def test_gate_also_judges_the_decoder_variants(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(FIXTURE, project)
+    (project / "params.yaml").write_text((REPO / "params.yaml").read_text())
+
+    def row(name: str, kl: float, passed: bool) -> dict:
+        gates = [{"gate": "kl_mean", "max": 0.05, "value": kl, "estimate": "ci", "passed": kl <= 0.05, "action": "block"}]
+        return {"variant": name, "status": "ok", "verdicts": {"production": {"passed": passed, "gates": gates}}}
+
+    decoders = {"baseline": "llama-fp32", "stage": "production",
+                "variants": [row("llama-fp32", 0.0, False), row("gguf-q4_k_m", 0.001, True), row("ort-int4", 0.2, False),
+                             {"variant": "mlx-int4", "status": "skipped", "reason": "mlx not installed"}],
+                "recommendation": {"variant": "gguf-q4_k_m", "stage": "production", "why": "highest decode speed-up"}}
+    (project / "metrics" / "decoder_summary.json").write_text(json.dumps(decoders))
+    done = edgekit("gate", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "1 decoder variant(s) pass the blocking decoder gates of production: gguf-q4_k_m" in " ".join(done.stdout.split())
+    assert "recommended decoder: gguf-q4_k_m" in done.stdout and "ort-int4: kl_mean 0.2 (95% CI end) > 0.05" in done.stdout
+    decoders["variants"][1] = row("gguf-q4_k_m", 0.09, False)
+    decoders["recommendation"] = {"variant": None, "stage": "production", "why": "none passes"}
+    (project / "metrics" / "decoder_summary.json").write_text(json.dumps(decoders))
+    done = edgekit("gate", cwd=project)
+    assert done.returncode == 1
+    assert "no decoder variant passes the blocking decoder gates of stage 'production'" in done.stderr
+    assert "gguf-q4_k_m: kl_mean 0.09 (95% CI end) > 0.05" in done.stderr and "mlx-int4: not measured (mlx not installed)" in done.stderr
+    done = edgekit("gate", "--advisory", cwd=project)
+    assert done.returncode == 0 and "no decoder variant passes" in " ".join(done.stdout.split())
+
+
 def test_gates_lists_every_gate():
     done = edgekit("gates", cwd=REPO)
     assert done.returncode == 0

@@ -126,10 +126,16 @@ def test_repro_records_the_decision_and_the_ci_gate_enforces_it(clone):
     assert gates["policy"]["sha256"] == hashlib.sha256((clone / "policy.yaml").read_bytes()).hexdigest()
     assert "gate" in yaml.safe_load((clone / "dvc.lock").read_text())["stages"]  # the advisory gate stage ran
     done = run(["edgekit", "gate"], clone, check=False)
+    decoder = json.loads((clone / "metrics" / "decoder_summary.json").read_text())["recommendation"]["variant"]
+    if decoder is None:  # CI's gate blocks on the decoder's verdicts too
+        assert done.returncode == 1 and "no decoder variant passes the blocking decoder gates of stage 'production'" in done.stderr
+        return
     if recommended is None:  # a host where nothing qualifies: recorded by dvc repro, blocked by CI's gate
         assert done.returncode == 1 and "no variant passes the blocking gates of stage 'production'" in done.stderr
         return
     assert done.returncode == 0 and f"recommended: {recommended}" in done.stdout
+    assert f"recommended decoder: {decoder}" in done.stdout
+    assert decoder in (clone / "reports" / "model_card.html").read_text()
     assert summary["variants"][recommended]["verdicts"]["production"] in ("pass", "pass with warnings")
     speedup = next(g for g in gates["variants"][recommended]["production"]["gates"] if g["gate"] == "speedup")
     assert speedup["result"] == "pass" and speedup["value"] >= 2.0 and speedup["evidence"][0] == f"outputs/benchmark/{recommended}.json"

@@ -283,6 +283,35 @@ if row["status"] == "ok":
         "unstable scenarios": ", ".join(row["unstable_scenarios"]) or "none",
     }
     display(pd.DataFrame(facts.items(), columns=["measure", "value"]).style.hide(axis="index"))"""),
+    ("md", "## Decoder\nWhere the project has a decoder (params.yaml `decoder:`): the decoder variant recommended for the "
+           "target stage, judged by `decoder_select` against `decoder_stages` of the same policy (`metrics/decoder_summary.json`)."),
+    ("code", """\
+import json
+
+decoder_path = Path(project_dir) / "metrics" / "decoder_summary.json"
+if not decoder_path.is_file():
+    display(Markdown("This project has no decoder."))
+else:
+    decoders = json.loads(decoder_path.read_text())
+    rec, stage = decoders["recommendation"], decoders["stage"]
+    chosen = next((r for r in decoders["variants"] if r["variant"] == rec["variant"]), None)
+    if chosen is None:
+        display(Markdown(f"**No decoder variant is certified for {stage}**: {rec['why']}."))
+    else:
+        low, high = chosen["decode_speedup_ci95"]
+        facts = {
+            "variant": chosen["variant"], "runtime": chosen["runtime"], "precision": chosen["precision"],
+            "baseline": decoders["baseline"], "decode tokens/s": chosen["decode_tokens_per_s"],
+            "decode speed-up vs baseline (95% CI)": f"{chosen['decode_speedup']:.3g}× ({low:.3g}–{high:.3g})",
+            "prefill tokens/s": chosen["prefill_tokens_per_s"], "time to first token (ms)": chosen["ttft_ms"],
+            "perplexity (Δ vs baseline)": f"{chosen['perplexity']:.4g} ({chosen['perplexity_delta']:+.3%})",
+            "KL mean (95% CI)": f"{chosen['kl_mean']:.3g} ({chosen['kl_mean_ci95'][0]:.3g}–{chosen['kl_mean_ci95'][1]:.3g})",
+            "top-1 agreement": chosen["top1_agreement"], "greedy continuations identical": chosen["greedy_identical"],
+            "model memory (MB)": chosen["model_memory_mb"], "size on disk (MiB)": chosen["size_mb"],
+        }
+        display(Markdown(f"### `{chosen['variant']}`: passes the {stage} decoder gates"))
+        display(pd.DataFrame(facts.items(), columns=["measure", "value"]).style.hide(axis="index"))
+        display(pd.DataFrame(chosen["verdicts"][stage]["gates"]).style.hide(axis="index").format(precision=4, na_rep="missing"))"""),
     ("md", "## Environment\nThe machine and software the evidence was measured on."),
     ("code", """\
 cpu = env["cpu"]
