@@ -147,11 +147,14 @@ def dvc_stages(repo) -> dict:
 
 def test_dvc_has_every_stage(repo):
     stages = dvc_stages(repo)
-    assert list(stages) == ["environment", "calibrate", "data", "baseline", "optimize", "benchmark", "evaluate", "select", "report",
-                            "model_card", "gate"]
+    assert list(stages) == ["environment", "calibrate", "data", "baseline", "optimize", "benchmark", "evaluate",
+                            "decoder_model", "decoder_baseline", "decoder_optimize", "decoder_benchmark", "decoder_evaluate",
+                            "decoder_select", "select", "report", "model_card", "gate"]
     for name in ("optimize", "benchmark", "evaluate"):
         assert stages[name]["foreach"] == "${variants}", name
         assert "${key}" in stages[name]["do"]["cmd"]
+        assert stages[f"decoder_{name}"]["foreach"] == "${decoder.variants}", name
+        assert "${key}" in stages[f"decoder_{name}"]["do"]["cmd"]
     for name, stage in stages.items():
         body = stage.get("do", stage)
         assert body["cmd"].startswith(f"edgekit {name.replace('_', '-')}"), name
@@ -170,10 +173,12 @@ def _paths(body: dict, keys: tuple[str, ...], variants: dict[str, dict]) -> set[
 
 
 def test_every_dvc_dependency_exists_or_is_produced(repo):
-    variants = yaml.safe_load((repo / "params.yaml").read_text())["variants"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     produced, deps = set(), set()
     for stage in dvc_stages(repo).values():
         body = stage.get("do", stage)
+        variants = params["decoder"]["variants"] if stage.get("foreach") == "${decoder.variants}" else params["variants"]
+        body = yaml.safe_load(yaml.safe_dump(body).replace("${decoder.corpus_dir}", params["decoder"]["corpus_dir"]))
         produced |= _paths(body, ("outs", "metrics", "plots"), variants)
         deps |= _paths(body, ("deps",), variants)
 

@@ -288,7 +288,8 @@ def _promote_approve_verify_fetch_reproduce(clone: Path, tmp_path: Path, key: Pa
 def test_dvc_metrics_are_the_short_decision_record(clone):
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], clone).stdout)
     files = metrics[""]["data"]
-    assert set(files) == {"metrics/baseline.json", "metrics/decision.json"}, set(files)
+    assert set(files) == {"metrics/baseline.json", "metrics/decision.json", "metrics/decoder_model.json"}, set(files)
+    assert files["metrics/decoder_model.json"]["data"]["heldout_perplexity"] > 1
     decision = files["metrics/decision.json"]["data"]
     assert set(VARIANTS) <= set(decision["speedup_ci_low"]) and set(VARIANTS) <= set(decision["model_memory_mb"])
 

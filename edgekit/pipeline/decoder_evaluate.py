@@ -37,6 +37,7 @@ def run(params: Params, layout: Layout, name: str) -> dict[str, Any]:
 
 
 def child(payload: dict[str, Any]) -> dict[str, Any]:
+    from edgekit.bench.system import isa_flags
     from edgekit.runtimes import get_runtime
     from edgekit.tasks.generation.backend import greedy
     from edgekit.tasks.generation.metrics import greedy_agreement, log_softmax, summarize, window_scores
@@ -55,4 +56,4 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
     greedy_record = read_json(layout.decoder_baseline_dir / "reference.json")["greedy"]
     continuations = [greedy(decoder, prompt, evaluate.greedy_tokens) for prompt in greedy_record["prompts"]]
     return {**summarize(scores, baseline_nll, params.seed), "greedy": greedy_agreement(greedy_record["continuations"], continuations),
-            "runtime_settings": decoder.describe()}
+            "runtime_settings": decoder.describe(), "isa": sorted(isa_flags())}  # quantized kernels differ by ISA path

@@ -93,6 +93,15 @@ class _TokenBatch:
 
 
 
+
+def repack_weights(options: Any) -> bool:
+    """Whether llama.cpp may repack weights at load (``options.repack``; ``auto``: unless its CPU backend uses AMX,
+    where repacked q8_0 and q4_k_m models crashed, see ``LlamaCppOptions``)."""
+    if options.repack != "auto":
+        return options.repack == "on"
+    return "AMX_INT8 = 1" not in llama_cpp.llama_print_system_info().decode(errors="replace")
+
+
 @contextlib.contextmanager
 def _model_params(**fields: Any) -> Iterator[None]:
     """``llama_cpp.Llama`` builds its ``llama_model_params`` itself and has no argument for some fields
@@ -152,7 +161,7 @@ class LlamaCppBackend(Backend):
     def load(self, folder: Path) -> None:
         # pooling NONE: llama.cpp returns every token's state and edgekit pools (the shared numpy code).
         # n_ctx 0 takes the model's trained context, which bounds the positions a row may use.
-        with _model_params(use_extra_bufts=self.options.repack_weights()):
+        with _model_params(use_extra_bufts=repack_weights(self.options)):
             self.llm = llama_cpp.Llama(
                 str(folder / MODEL_FILE),
                 embedding=True,
@@ -226,7 +235,7 @@ class LlamaCppBackend(Backend):
             "max_rows_per_pass": self.max_rows,
             "flash_attn": self.options.flash_attn,
             "use_mmap": self.options.use_mmap,
-            "repack": self.options.repack_weights(),
+            "repack": repack_weights(self.options),
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
             "llama_cpp_python": llama_cpp.__version__,
         }

@@ -30,7 +30,7 @@ class LlamaCppOptions(Options):
         use_mmap: map the GGUF file instead of reading it into memory (shared pages, faster load).
         repack: let llama.cpp repack quantized weights into its CPU "extra" buffer types (``use_extra_bufts``:
             interleaved layouts on AVX2/AVX-512, AMX tiles on Xeons with AMX) at load. ``auto`` (the default)
-            is on, except on a CPU with AMX: there, with llama-cpp-python 0.3.36 built on the host (2-core Intel
+            is on, except where llama.cpp's CPU backend uses AMX (``AMX_INT8 = 1`` in its system info): there, with llama-cpp-python 0.3.36 built on the host (2-core Intel
             Xeon with AMX-INT8, 2026-11-30), every q8_0 and q4_k_m model we run (MiniLM's GGUF and the tiny
             decoder) died with SIGSEGV in its first llama_encode/llama_decode, and ran correctly with it off.
             ggml-org/llama.cpp#20824 is an open report of a segfault in ``ggml_backend_amx_mul_mat``.
@@ -47,13 +47,6 @@ class LlamaCppOptions(Options):
         if self.repack not in REPACK:
             raise ConfigError(f"{field}.repack", self.repack, " or ".join(REPACK))
 
-    def repack_weights(self) -> bool:
-        """Whether to repack: ``on``, ``off``, or for ``auto`` whether the CPU lacks AMX (see ``repack``)."""
-        if self.repack != "auto":
-            return self.repack == "on"
-        from edgekit.bench.system import isa_flags
-
-        return not {"amx_tile", "amx_int8"} & isa_flags()
 
 
 class LlamaCppConfig(RuntimeConfig):

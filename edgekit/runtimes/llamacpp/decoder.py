@@ -23,7 +23,7 @@ import llama_cpp._logger
 import numpy as np
 
 from edgekit.errors import EdgekitError, UnsupportedModelError
-from edgekit.runtimes.llamacpp.backend import _FTYPE_NAMES, MODEL_FILE, LlamaCppBackend, _TokenBatch
+from edgekit.runtimes.llamacpp.backend import _FTYPE_NAMES, MODEL_FILE, LlamaCppBackend, _TokenBatch, repack_weights
 from edgekit.runtimes.llamacpp.converter import architecture_table, converter_source, describe_gguf
 from edgekit.tasks.generation.backend import DecoderBackend
 
@@ -69,7 +69,7 @@ class LlamaCppDecoder(DecoderBackend):
         llama_cpp._logger.set_verbose(False)
         params = llama_cpp.llama_model_default_params()
         params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if self.options.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
-        params.use_extra_bufts = self.options.repack_weights()
+        params.use_extra_bufts = repack_weights(self.options)
         self.model = llama_cpp.llama_model_load_from_file(str(folder / MODEL_FILE).encode(), params)
         if not self.model:
             raise EdgekitError(f"llama.cpp could not load {folder / MODEL_FILE}", f"re-run `dvc repro decoder_optimize@{folder.name}`")
@@ -135,4 +135,4 @@ class LlamaCppDecoder(DecoderBackend):
         ftype = llama_cpp.llama_model_ftype(self.model) if hasattr(llama_cpp, "llama_model_ftype") else None
         return {"threads": self.threads, "quant_type": _FTYPE_NAMES.get(ftype, str(ftype)), "model": description.value.decode(errors="replace"),
                 "n_batch": self.tokens.capacity, "flash_attn": self.options.flash_attn, "kv_cache": "llama.cpp f16 KV cache",
-                "use_mmap": self.options.use_mmap, "repack": self.options.repack_weights(), "llama_cpp_python": llama_cpp.__version__}
+                "use_mmap": self.options.use_mmap, "repack": repack_weights(self.options), "llama_cpp_python": llama_cpp.__version__}

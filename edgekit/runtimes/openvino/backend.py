@@ -17,7 +17,6 @@ from __future__ import annotations
 import inspect
 import logging
 import random
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,9 @@ from edgekit.embedding import MODEL_INPUTS, TextEncoder, cosine_rows
 from edgekit.errors import DataError, VariantError
 from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, encoder_kwargs
 from edgekit.runtimes.openvino.config import RUNTIME_PRECISION
+from edgekit.runtimes.openvino.ir import MODEL_FILE, OV_TYPES, copy_source_files, ir_stats
 
-MODEL_FILE = "openvino_model.xml"
 OUTPUT_NAME = "last_hidden_state"
-_OV_TYPES = {"f32": ov.Type.f32, "bf16": ov.Type.bf16, "f16": ov.Type.f16}
-# Tokenizer and model config files a variant folder keeps from the source (not the weights).
-_SOURCE_FILES = ("*.json", "*.txt", "*.model")
 # Rows of different lengths, so the traced graph keeps the attention-mask path that padding needs.
 _EXAMPLE_TEXTS = ["A short one.", "A longer example sentence, so that the first row is padded."]
 _VALIDATION_BATCH = 32
@@ -85,7 +81,7 @@ class OpenVinoBackend(Backend):
         compress = self.precision == "fp16"
         ov.save_model(model, out / MODEL_FILE, compress_to_fp16=compress)
         record["steps"].append(f"ov.save_model, compress_to_fp16={compress}")
-        _copy_source_files(source, out)
+        copy_source_files(source, out)
         record["ir"] = ir_stats(ov.Core().read_model(out / MODEL_FILE))
         requested = requested_inference_precision(self.precision, self.options.inference_precision)
         record["inference_precision_requested"] = requested or "CPU plugin default"
@@ -158,7 +154,7 @@ class OpenVinoBackend(Backend):
             props.streams.num: self.options.num_streams,
         }
         if self.requested_precision:
-            config[hints.inference_precision] = _OV_TYPES[self.requested_precision]
+            config[hints.inference_precision] = OV_TYPES[self.requested_precision]
         return config
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -235,13 +231,6 @@ def _name_tensors(model: ov.Model, names: list[str]) -> None:
     for port, name in zip(model.inputs, names, strict=True):
         port.get_tensor().set_names({name})
     model.output(0).get_tensor().set_names({OUTPUT_NAME})
-
-
-def _copy_source_files(source: Path, out: Path) -> None:
-    for pattern in _SOURCE_FILES:
-        for path in source.glob(pattern):
-            if path.is_file():
-                shutil.copy2(path, out / path.name)
 
 
 def _calibration(model: ov.Model, source: Path, context: OptimizeContext, subset_size: int):
@@ -373,17 +362,3 @@ class NncfLogCapture(logging.Handler):
 
     def __exit__(self, *exc_info) -> None:
         logging.getLogger("nncf").removeHandler(self)
-
-
-def ir_stats(model: ov.Model) -> dict[str, Any]:
-    """What the saved IR holds: op counts, and constant bytes per element type (i8/u8 = quantized)."""
-    ops = Counter(op.get_type_name() for op in model.get_ops())
-    constant_bytes: Counter = Counter()
-    for op in model.get_ops():
-        if op.get_type_name() == "Constant":
-            constant_bytes[op.get_output_element_type(0).get_type_name()] += op.get_byte_size()
-    return {
-        "ops": dict(ops.most_common()),
-        "fake_quantize": ops.get("FakeQuantize", 0),
-        "constant_bytes": dict(constant_bytes.most_common()),
-    }

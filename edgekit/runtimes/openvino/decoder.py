@@ -33,8 +33,8 @@ import openvino.properties as props
 import openvino.properties.hint as hints
 
 from edgekit.errors import EdgekitError, UnsupportedModelError, VariantError
-from edgekit.runtimes.openvino.backend import _OV_TYPES, MODEL_FILE, _copy_source_files, ir_stats
 from edgekit.runtimes.openvino.config import OpenVinoOptions
+from edgekit.runtimes.openvino.ir import MODEL_FILE, OV_TYPES, copy_source_files, ir_stats
 from edgekit.tasks.generation.backend import DecoderBackend
 
 # nncf's weight compression per precision. INT4 groups of 64 divide every hidden and MLP width in use
@@ -65,7 +65,7 @@ class OpenVinoDecoder(DecoderBackend):
         # ov.save_model compresses float weights to fp16 unless told not to.
         ov.save_model(model, out / MODEL_FILE, compress_to_fp16=False)
         record["steps"].append("ov.save_model, compress_to_fp16=False")
-        _copy_source_files(source, out)
+        copy_source_files(source, out)
         saved = ov.Core().read_model(out / MODEL_FILE)
         record["weights"] = weight_precisions(saved)
         record["ir"] = ir_stats(saved)
@@ -86,7 +86,7 @@ class OpenVinoDecoder(DecoderBackend):
         precision = self.options.inference_precision if self.options.inference_precision != "none" else "f32"
         return {
             props.inference_num_threads: self.threads,
-            hints.inference_precision: _OV_TYPES[precision],
+            hints.inference_precision: OV_TYPES[precision],
             hints.performance_mode: getattr(hints.PerformanceMode, self.options.performance_hint),
             props.streams.num: self.options.num_streams,
             "KV_CACHE_PRECISION": KV_CACHE_PRECISION,
