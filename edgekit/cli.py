@@ -355,6 +355,31 @@ def registry(ctx: typer.Context) -> None:
         raise typer.Exit(code)
 
 
+def _serve_cli(verb: str, ctx: typer.Context) -> None:
+    # Like `registry`: edgekit/__main__.py sends these verbs to edgekit.serve.cli directly; the server is imported
+    # only here, so no pipeline stage lists it as a DVC dep.
+    from edgekit.serve.cli import run
+
+    code = run([verb, *ctx.args])
+    if code:
+        raise typer.Exit(code)
+
+
+_FORWARDED = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command(context_settings=_FORWARDED)
+def serve(ctx: typer.Context) -> None:
+    """Serve a registered version (production by default) over HTTP, with a blue-green ramp to a candidate."""
+    _serve_cli("serve", ctx)
+
+
+@app.command(context_settings=_FORWARDED)
+def monitor(ctx: typer.Context) -> None:
+    """Live figures of the served versions next to their benchmark, drift, and a telemetry event in the registry."""
+    _serve_cli("monitor", ctx)
+
+
 _PER_VARIANT = ("optimize", "benchmark", "bench", "evaluate", "decoder-optimize", "decoder-benchmark", "decoder-evaluate")
 
 

@@ -26,7 +26,7 @@ from edgekit.decide.gates import Evidence, get_gate
 from edgekit.errors import ConfigError
 
 ACTIONS = ("block", "warn")
-_TOP_LEVEL = {"name", "version", "description", "stages", "lifecycle", "decoder_stages"}
+_TOP_LEVEL = {"name", "version", "description", "stages", "lifecycle", "decoder_stages", "serving"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class Policy:
     lifecycle: dict[str, Any] = field(default_factory=dict)
     # The decoders' gates (``edgekit.tasks.generation.gates`` validates and applies them).
     decoder_stages: dict[str, Any] = field(default_factory=dict)
+    # The server's ramp, live limits and drift bound (``edgekit.serve.policy`` validates them).
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """What is written next to a verdict to identify this policy."""
@@ -103,8 +105,9 @@ def parse_policy(raw: Any, source: str = "policy.yaml", sha256: str = "") -> Pol
              for stage, gates in stages.items()}
     lifecycle = _mapping(raw.get("lifecycle") or {}, None, "lifecycle", source)
     decoder_stages = _mapping(raw.get("decoder_stages") or {}, set(STAGES), "decoder_stages", source)
+    serving = _mapping(raw.get("serving") or {}, None, "serving", source)
     return Policy(str(raw["name"]), str(raw["version"]), str(raw.get("description", "")), rules, source, sha256, lifecycle,
-                  decoder_stages)
+                  decoder_stages, serving)
 
 
 def _rule(field: str, name: str, spec: Any, source: str) -> GateRule:
