@@ -69,14 +69,15 @@ def make_keys(folder: Path) -> dict[str, Path]:
     return keys
 
 
-def build(folder: Path, keys: dict[str, Path]) -> Path:
-    """The project in ``folder``: committed, pipeline reproduced, `dvc status` clean."""
-    folder.mkdir(parents=True)
+def build(folder: Path, keys: dict[str, Path], make_outputs: str = MAKE_OUTPUTS) -> Path:
+    """The project in ``folder``: committed, pipeline reproduced, `dvc status` clean (``make_outputs``: the
+    stand-in pipeline's script; tests/serve_project.py's makes models a server can run)."""
+    folder.mkdir(parents=True, exist_ok=True)  # tests/serve_project.py puts its reference data in first
     for name in ("params.yaml", "policy.yaml"):
         shutil.copy2(REPO / name, folder / name)
     shutil.copytree(FIXTURE / "metrics", folder / "fixture_src" / "metrics")
     shutil.copytree(FIXTURE / "outputs", folder / "fixture_src" / "outputs")
-    (folder / "make_outputs.py").write_text(MAKE_OUTPUTS)
+    (folder / "make_outputs.py").write_text(make_outputs)
     outs = "\n".join(f"      - models/variants/{v}" for v in VARIANTS)
     (folder / "dvc.yaml").write_text(
         "stages:\n  measure:\n"

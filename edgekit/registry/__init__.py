@@ -18,7 +18,10 @@ from edgekit.registry.api import (
     describe,
     fetch,
     history,
+    observations,
     promote,
+    record_ramp,
+    record_telemetry,
     register,
     rollback,
     show,
@@ -34,5 +37,6 @@ def reproduce(project, ref, tolerance: float = 1e-4, keep: bool = False):
     return run(project, ref, tolerance, keep)
 
 
-__all__ = ["approve", "archive", "check", "checkpoint", "describe", "fetch", "history", "promote", "register", "reproduce", "rollback", "show",
+__all__ = ["approve", "archive", "check", "checkpoint", "describe", "fetch", "history", "observations", "promote", "record_ramp",
+           "record_telemetry", "register", "reproduce", "rollback", "show",
            "verify", "ConflictError", "PromotionRefused", "RegistryError", "SignatureError", "TamperError", "WorkspaceError"]

@@ -332,6 +332,43 @@ def rollback(project: str | Path = ".", model: str = "", reason: str = "", key: 
     return {"model": model, "version": previous.version, "stage": top, "replaces": current, "event": written, "deploy": hook}
 
 
+# -- observations: what a server saw of a version ------------------------------------------------------
+def record_ramp(project: str | Path = ".", ref: str = "", against: str | None = None, outcome: str = "",
+                reason: str = "", evidence: dict[str, Any] | None = None, key: str | Path | None = None,
+                push: str | None = None) -> dict[str, Any]:
+    """Write a ``ramp`` event: a candidate's blue-green ramp against the production version ``against``, with its
+    outcome (``rolled_back`` or ``completed``), why, and each step's live figures. It moves no stage: a completed
+    ramp is followed by the candidate's ``promote`` through the gates."""
+    return _observe(project, ref, {"type": "ramp", "against": against, "outcome": outcome, "reason": reason,
+                                   "evidence": evidence or {}}, key, push)
+
+
+def record_telemetry(project: str | Path = ".", ref: str = "", summary: dict[str, Any] | None = None,
+                     key: str | Path | None = None, push: str | None = None) -> dict[str, Any]:
+    """Write a ``telemetry`` event: ``edgekit monitor``'s live figures of a version beside its benchmarked ones."""
+    return _observe(project, ref, {"type": "telemetry", "summary": summary or {}}, key, push)
+
+
+def _observe(project: str | Path, ref: str, fields: dict[str, Any], key: str | Path | None, push: str | None) -> dict[str, Any]:
+    registry = Registry.open(project)
+    lifecycle = registry.lifecycle()
+    model, version = parse_ref(ref)
+    snap = registry.snapshot(lifecycle)
+    entry = snap.state.version(model, version)
+    event = registry.new_event(snap, {**fields, "model": model, "version": version, "stage": entry.stage,
+                                           "record_sha256": entry.record_sha256})
+    written = registry.write(registry.signed(event, key, lifecycle), snap, push)
+    return {"model": model, "version": version, "type": fields["type"], "event": written}
+
+
+def observations(project: str | Path = ".", model: str | None = None, version: str | None = None,
+                 kind: str | None = None) -> list[dict[str, Any]]:
+    """The ramp and telemetry events, oldest first (``kind``: only ``ramp`` or only ``telemetry``)."""
+    from edgekit.registry.state import OBSERVATIONS
+
+    return [e for e in history(project, model, version) if e["type"] in OBSERVATIONS and kind in (None, e["type"])]
+
+
 # -- reading -----------------------------------------------------------------------------------------
 def show(project: str | Path = ".", model: str | None = None) -> dict[str, Any]:
     """Models, their versions and which version holds each stage."""
@@ -403,13 +440,29 @@ def check(project: str | Path = ".", now: str | None = None, archive_expired: bo
             expired.append(item)
         elif due - at <= dt.timedelta(days=lifecycle.warn_days):
             expiring.append(item)
+    served = _served_after_review(registry, expired)
     archived = []
     if archive_expired and expired:
         if not key:
             raise RegistryError("archiving expired versions writes signed events", "pass --key with your SSH private key")
         for item in expired:
             archived.append(archive(project, item["ref"], f"expired: review-by date {item['review_by']} passed", key))
-    return {"at": at.isoformat(timespec="seconds"), "expired": expired, "expiring": expiring, "archived": archived}
+    return {"at": at.isoformat(timespec="seconds"), "expired": expired, "expiring": expiring, "served_expired": served,
+            "archived": archived}
+
+
+def _served_after_review(registry: Registry, expired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The expired versions a server still answered with after their review-by date: the latest telemetry event
+    (``edgekit monitor``) of each, recorded after that date, that counts answers."""
+    due = {item["ref"]: _parse_time(item["review_by"]) for item in expired}
+    served: dict[str, dict[str, Any]] = {}
+    for event in registry.log.events() if due else []:
+        ref = f"{event['model']}@{event.get('version')}"
+        answered = event.get("summary", {}).get("live", {}).get("answered", 0) if event["type"] == "telemetry" else 0
+        if ref in due and answered and _parse_time(event["time"]) > due[ref]:
+            served[ref] = {"ref": ref, "review_by": due[ref].isoformat(timespec="seconds"), "telemetry_seq": event["seq"],
+                           "seen": event["time"], "answered": answered}
+    return list(served.values())
 
 
 def _parse_time(text: str) -> dt.datetime:

@@ -211,6 +211,9 @@ def check(a: argparse.Namespace) -> None:
         for kind in ("expired", "expiring"):
             for item in result[kind]:
                 _say(f"[{'red' if kind == 'expired' else 'yellow'}]{kind}[/] {item['ref']} in {item['stage']}: review by {item['review_by']}")
+        for item in result["served_expired"]:
+            _say(f"[red]served past review[/] {item['ref']}: {item['answered']} answers counted by telemetry event "
+                 f"{item['telemetry_seq']} ({item['seen']}), review was due {item['review_by']}")
         for item in result["archived"]:
             _say(f"[green]archived[/] {item['model']}@{item['version']} (event {item['event']['seq']})")
         if not (result["expired"] or result["expiring"]):

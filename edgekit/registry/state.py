@@ -14,6 +14,10 @@ from typing import Any
 
 from edgekit.registry.errors import RegistryError
 
+# Events that record what was seen of a version and change no stage: a server's ramp of a candidate (rolled
+# back, or completed and followed by its promotion) and telemetry summaries from `edgekit monitor`.
+OBSERVATIONS = ("ramp", "telemetry")
+
 
 @dataclass
 class Version:
@@ -96,6 +100,8 @@ def apply(state: State, event: dict[str, Any], hash_: str, exclusive: frozenset[
     elif kind in ("promote", "rollback", "archive"):
         for moved in event.get("moves", []):
             _move(state, model, moved["version"], moved["to"], event, exclusive)
+    elif kind in OBSERVATIONS:
+        state.version(model, event["version"])  # an observation of a version that must exist; it moves nothing
     else:
         raise RegistryError(f"event {event['seq']} has an unknown type {kind!r}", "run `edgekit registry verify`")
     for tag in event.get("tags", []):

@@ -25,12 +25,13 @@ from edgekit.registry.errors import RegistryError, SignatureError, TamperError
 from edgekit.registry.events import GENESIS, event_hash, signed_payload
 from edgekit.registry.gitobjects import existing_tags
 from edgekit.registry.lifecycle import Lifecycle
-from edgekit.registry.state import State, apply
+from edgekit.registry.state import OBSERVATIONS, State, apply
 
 _COMMON = {"seq", "prev", "type", "model", "time", "actor"}
 _FIELDS = {"register": {"version", "variant", "commit", "tag_commit", "record_sha256", "tags"},
            "promote": {"version", "stage", "moves", "tags"}, "rollback": {"version", "stage", "moves", "tags"},
-           "archive": {"version", "stage", "moves", "tags"}, "approve": {"version", "stage", "record_sha256", "signature", "signer"}}
+           "archive": {"version", "stage", "moves", "tags"}, "approve": {"version", "stage", "record_sha256", "signature", "signer"},
+           "ramp": {"version", "against", "outcome", "record_sha256", "evidence"}, "telemetry": {"version", "record_sha256", "summary"}}
 
 
 def verify(project: str | Path = ".", checkpoint: dict[str, Any] | None = None, raise_on_problem: bool = True) -> dict[str, Any]:
@@ -126,6 +127,10 @@ def _check_event(state: State, event: dict[str, Any], lifecycle: Lifecycle, reco
     if event["type"] == "approve":
         if event["record_sha256"] != entry.record_sha256:
             raise RegistryError("approves a record the version does not have")
+        return
+    if event["type"] in OBSERVATIONS:
+        if event["record_sha256"] != entry.record_sha256:
+            raise RegistryError(f"records a {event['type']} of a record the version does not have")
         return
     for move in event["moves"]:
         moved = state.version(model, move["version"])

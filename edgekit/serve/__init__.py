@@ -1,0 +1,1 @@
+"""Serving: the server, telemetry, ramp and rollback, drift."""

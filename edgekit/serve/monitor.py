@@ -1,0 +1,182 @@
+"""``edgekit monitor``: the served versions' live figures next to what their benchmark promised, the drift of
+their traffic, and a ``telemetry`` event per version in the registry.
+
+Live figures come from Prometheus' text format: a server's own ``/metrics``, or a Prometheus server's
+``/federate?match[]=...`` for a fleet (the same format, summed over instances). Quantiles are read from the
+latency histogram the way Prometheus' ``histogram_quantile`` reads them (linear within a bucket; the buckets are
+25% apart, so a quantile is within 25% of the exact one).
+
+Example:
+    >>> summary = monitor(".", "http://127.0.0.1:8000")
+    >>> summary["versions"]["all-minilm-l6-v2@v1.1.0"]["live"]["p99_ms"]
+    3.9
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+SERVED_ENDPOINTS = ("embeddings", "completions")
+
+
+class MonitorError(EdgekitError):
+    """The metrics could not be read."""
+
+
+def monitor(project: str | Path = ".", url: str = "http://127.0.0.1:8000", telemetry: str | Path | None = None,
+            write: bool = True, key: str | Path | None = None) -> dict[str, Any]:
+    """Summarize every version the metrics name, and (``write``) record each summary in the registry.
+
+    Args:
+        url: a server (its ``/metrics`` is read) or any Prometheus text endpoint (``.../metrics``, ``.../federate?...``).
+        telemetry: the server's telemetry folder, for the drift tests (default: the one the server reports).
+
+    Raises:
+        MonitorError: the endpoint does not answer or does not speak Prometheus' text format.
+    """
+    from edgekit.serve.policy import serving_from_mapping
+
+    project = Path(project)
+    metrics_url = url if ("/metrics" in url or "/federate" in url) else url.rstrip("/") + "/metrics"
+    versions = live_figures(_get(metrics_url).decode())
+    status = _server_status(url)
+    folder = Path(telemetry) if telemetry else (Path(status["telemetry"]) if status else None)
+    policy = _policy(project)
+    serving = serving_from_mapping(policy.serving, policy.path)
+    summaries = {}
+    for (model, version, variant), live in sorted(versions.items()):
+        summaries[f"{model}@{version}"] = _summary(project, model, version, variant, live, folder, serving)
+    written = [_write(project, ref, summary, key) for ref, summary in summaries.items()] if write else []
+    return {"source": metrics_url, "telemetry": str(folder) if folder else None, "versions": summaries,
+            "ramp": status.get("ramp") if status else None, "written": written}
+
+
+def _get(url: str, timeout: float = 10.0) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (a URL the user gives)
+            return response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise MonitorError(f"cannot read {url}: {exc}", "start the server (`edgekit serve`) or pass the Prometheus endpoint "
+                                                        "with --url") from exc
+
+
+def _server_status(url: str) -> dict[str, Any] | None:
+    if "/metrics" in url or "/federate" in url:
+        return None
+    try:
+        return json.loads(_get(url.rstrip("/") + "/v1/edgekit/status"))
+    except (MonitorError, ValueError):
+        return None
+
+
+def _policy(project: Path):
+    from edgekit.registry.core import Registry
+
+    return Registry.open(project).policy()
+
+
+# -- reading Prometheus' text format ------------------------------------------------------------------
+def live_figures(text: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Per (model, version, variant): requests, errors, error rate, p50/p99 (ms) over the served endpoints."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[tuple[str, str, str], dict[str, float]] = {}
+    buckets: dict[tuple[str, str, str], dict[float, float]] = {}
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise MonitorError(f"the endpoint's answer is not Prometheus' text format ({exc})", "point --url at /metrics") from exc
+    for family in families:
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("endpoint") not in SERVED_ENDPOINTS:
+                continue
+            key = (labels["model"], labels["version"], labels["variant"])
+            if sample.name == "edgekit_requests_total":
+                status = "errors" if labels["status"].startswith("5") else ("rejected" if labels["status"].startswith("4") else "ok")
+                counts.setdefault(key, {"ok": 0.0, "errors": 0.0, "rejected": 0.0})[status] += sample.value
+            elif sample.name == "edgekit_request_latency_seconds_bucket":
+                le = math.inf if labels["le"] in ("+Inf", "inf") else float(labels["le"])
+                table = buckets.setdefault(key, {})
+                table[le] = table.get(le, 0.0) + sample.value
+    return {key: _figures(counts.get(key, {}), buckets.get(key, {})) for key in set(counts) | set(buckets)}
+
+
+def _figures(counts: dict[str, float], table: dict[float, float]) -> dict[str, Any]:
+    answered = counts.get("ok", 0) + counts.get("errors", 0)
+    return {"requests": int(answered + counts.get("rejected", 0)), "answered": int(answered), "errors": int(counts.get("errors", 0)),
+            "rejected": int(counts.get("rejected", 0)), "error_rate": round(counts.get("errors", 0) / answered, 6) if answered else None,
+            "p50_ms": _quantile_ms(0.5, table), "p99_ms": _quantile_ms(0.99, table)}
+
+
+def histogram_quantile(q: float, table: dict[float, float]) -> float | None:
+    """Prometheus' ``histogram_quantile``: ``table`` maps each bucket's upper bound to its cumulative count."""
+    bounds = sorted(table)
+    if not bounds or table[bounds[-1]] == 0:
+        return None
+    rank, lower, below = q * table[bounds[-1]], 0.0, 0.0
+    for bound in bounds:
+        if table[bound] >= rank:
+            if math.isinf(bound):  # in the open top bucket: the highest finite bound, as Prometheus answers
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(table[bound] - below, 1e-12)
+        lower, below = bound, table[bound]
+    return lower
+
+
+def _quantile_ms(q: float, table: dict[float, float]) -> float | None:
+    value = histogram_quantile(q, table)
+    return None if value is None else round(value * 1000, 4)
+
+
+# -- one version -----------------------------------------------------------------------------------------
+def _summary(project: Path, model: str, version: str, variant: str, live: dict[str, Any], folder: Path | None,
+             serving) -> dict[str, Any]:
+    from edgekit.registry.api import describe
+    from edgekit.serve.resolve import benchmark_figures
+
+    described = describe(project, f"{model}@{version}")
+    benchmark = benchmark_figures(described["record"])
+    ratios = {f"{q}_live_over_benchmark": round(live[f"{q}_ms"] / benchmark[f"{q}_ms"], 3)
+              for q in ("p50", "p99") if live.get(f"{q}_ms") and benchmark.get(f"{q}_ms")}
+    return {"model": model, "version": version, "variant": variant, "stage": described["stage"], "live": live,
+            "benchmark": benchmark, **ratios, "drift": _drift(folder, model, version, described["record"], serving)}
+
+
+def _drift(folder: Path | None, model: str, version: str, record: dict[str, Any], serving) -> dict[str, Any]:
+    from edgekit.fsutil import tree_digest
+    from edgekit.serve.drift import DriftBounds, drift_report, embedding_test, token_length_test, vocabulary_test
+    from edgekit.serve.telemetry import SAMPLES_FILE, read_samples
+
+    if folder is None:
+        return {"status": "no telemetry folder", "alarm": False}
+    reference_file = folder / f"reference-{model}-{version}-{tree_digest(record['files'])[:12]}.npz"
+    if not reference_file.is_file():
+        return {"status": "no reference (start the server with --reference)", "alarm": False}
+    live = read_samples(folder / SAMPLES_FILE, model, version)
+    with np.load(reference_file) as reference:
+        lengths, ids, vectors = reference["lengths"], reference["ids"], reference["vectors"]
+    reference_requests = np.split(ids, np.cumsum(lengths)[:-1])
+    bounds = DriftBounds(alpha=serving.drift_alpha, min_live=serving.drift_min_live)
+    if len(live["tokens"]) < bounds.min_live:
+        return {"status": f"{len(live['tokens'])} live requests sampled, fewer than min_live {bounds.min_live}",
+                "alarm": False, "live_samples": len(live["tokens"])}
+    tests = [token_length_test(lengths, live["tokens"]), vocabulary_test(reference_requests, live["ids"], permutations=999),
+             embedding_test(vectors, live["vectors"])]
+    return {"status": "judged", "live_samples": len(live["tokens"]), "reference_samples": int(len(lengths)),
+            **drift_report(tests, bounds)}
+
+
+def _write(project: Path, ref: str, summary: dict[str, Any], key: str | Path | None) -> dict[str, Any]:
+    from edgekit.registry.api import record_telemetry
+
+    return record_telemetry(project, ref, summary, key)["event"]
