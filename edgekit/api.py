@@ -61,8 +61,8 @@ def _check_model_and_data(params: Params, layout: Layout):
 
 
 def environment(project: str | Path = ".", out: str | Path | None = None) -> dict[str, Any]:
-    """Write the environment fingerprint (``outputs/environment.json`` by default) and the source model's
-    digest (``outputs/model_source.json``; not with ``out``).
+    """Write the environment fingerprint (``outputs/environment.json`` by default) and the source models'
+    digests (``outputs/model_source.json``, ``outputs/decoder_source.json``; not with ``out``).
 
     It also validates everything `edgekit check` does: the stage runs first on every `dvc repro`
     (``always_changed``), so bad params or a bad policy fail before any work, and an edited local model
@@ -73,7 +73,7 @@ def environment(project: str | Path = ".", out: str | Path | None = None) -> dic
     if out is not None:
         return run(Layout(Path(project)), Path(out))
     params, layout, source = _checked(project, None, None)
-    return run(layout, spec=params.model.source, source=source)
+    return run(layout, spec=params.model.source, source=source, decoder=params.decoder)
 
 
 def calibrate(project: str | Path = ".", params_file: str | Path | None = None) -> dict[str, Any]:

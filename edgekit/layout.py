@@ -25,6 +25,11 @@ class Layout:
         return self.root / "outputs" / "model_source.json"
 
     @property
+    def decoder_source(self) -> Path:
+        """The decoder's source digest, like ``model_source``: the decoder_model stage's dep on a decoder it does not make."""
+        return self.root / "outputs" / "decoder_source.json"
+
+    @property
     def roofline(self) -> Path:
         return self.root / "outputs" / "roofline.json"
 

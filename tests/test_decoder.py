@@ -153,3 +153,22 @@ def test_every_shipped_decoder_gate_finds_its_value_in_a_measured_row():
 def test_bad_decoder_gates_name_the_field(raw, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         parse_stage("staging", raw)
+
+
+def test_the_environment_stage_digests_a_decoder_folder_so_an_edit_reruns_decoder_model(tmp_path):
+    import shutil
+
+    from edgekit.pipeline.environment import decoder_source_record
+
+    made = DecoderParams.parse({"variants": {"llama-fp32": {"runtime": "pytorch", "precision": "fp32"}}})
+    assert decoder_source_record(made)["kind"] == "made by the decoder_model stage"
+    folder = tmp_path / "my-llm"
+    shutil.copytree(REPO / "data" / "source", folder)  # any local folder: the record digests its files
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    record = decoder_source_record(DecoderParams.parse({"source": str(folder), "variants": {"llama-fp32": {"runtime": "pytorch", "precision": "fp32"}}}))
+    assert record["kind"] == "folder" and "config.json" in record["files"]
+    (folder / "config.json").write_text('{"model_type": "llama", "edited": true}')
+    assert decoder_source_record(DecoderParams.parse({"source": str(folder), "variants": {"llama-fp32": {"runtime": "pytorch", "precision": "fp32"}}}))["sha256"] != record["sha256"]
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert "outputs/decoder_source.json" in stages["decoder_model"]["deps"]
+    assert "outputs/decoder_source.json" in stages["environment"]["outs"]

@@ -101,8 +101,8 @@ def test_environment_yml_uses_python_311_and_the_lock(repo):
     assert any(line.startswith("-e .[") for line in pip[0])
 
 
-def dockerfile_instructions(repo) -> list[str]:
-    lines = (repo / "Dockerfile").read_text().splitlines()
+def dockerfile_instructions(repo, name: str = "Dockerfile") -> list[str]:
+    lines = (repo / name).read_text().splitlines()
     joined, current = [], ""
     for line in lines:
         if line.strip().startswith("#") and not current:
@@ -126,6 +126,17 @@ def test_dockerfile_is_pinned_and_uses_the_lock(repo):
     install_index = instructions.index(installs[0])
     assert copy_index < install_index
     assert "torchvision" not in (repo / "Dockerfile").read_text()
+
+
+def test_the_serving_dockerfile_installs_the_serve_extra_from_the_lock_and_runs_edgekit_serve(repo):
+    instructions = dockerfile_instructions(repo, "Dockerfile.serve")
+    assert re.fullmatch(r"FROM python:3\.11\.\d+(-[a-z0-9-]+)?", instructions[0]), instructions[0]
+    installs = [i for i in instructions if i.startswith("RUN ") and "pip install" in i and "-e" in i]
+    assert installs and all("-c requirements/lock.txt" in i and "serve" in i for i in installs)
+    assert any(i.startswith("ENTRYPOINT") and '"edgekit", "serve"' in i for i in instructions)
+    # the pipeline's environment stage depends on ./Dockerfile; the serving recipe must not be one of its deps
+    environment_deps = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["environment"]["deps"]
+    assert "Dockerfile.serve" not in environment_deps
 
 
 def test_readme_commands_are_what_ci_runs(repo):

@@ -365,6 +365,28 @@ def test_registry_check_reports_a_version_served_past_its_review_date(project):
     assert done.returncode == 1 and "served past review" in done.stdout
 
 
+def test_a_candidate_must_be_one_stage_before_the_served_version(project):
+    reg.register(project, model=MODEL, variant="ort-int8")                   # v1.2.0: registered, in no stage
+    done = subprocess.run([sys.executable, "-m", "edgekit", "serve", "--project", str(project), "--candidate", "v1.2.0",
+                           "--port", str(_free_port())], capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 1 and "--candidate" in done.stderr and "edgekit registry promote" in done.stderr
+
+
+def test_the_registry_panel_shows_what_servers_saw_of_a_version(project):
+    pytest.importorskip("ipywidgets")
+    from edgekit.notebook.panel import RegistryPanel
+
+    reg.record_telemetry(project, f"{MODEL}@v1.0.0", {"live": {"answered": 40, "p99_ms": 3.0}, "benchmark": {"p99_ms": 8.5},
+                                                      "drift": {"status": "judged", "alarm": True}})
+    reg.record_ramp(project, f"{MODEL}@v1.1.0", "v1.0.0", "rolled_back", "live p99 412.00 ms > limit 150.00 ms",
+                    {"timeline": [{"event": "rolled back", "requests": 30, "p99_ms": 412.0, "error_rate": 0.0}]})
+    panel = RegistryPanel(project)
+    panel.versions.value = "v1.0.0"
+    assert "1 drift alarm(s)" in panel.detail.value and ">ALARM</b>" in panel.detail.value
+    panel.versions.value = "v1.1.0"
+    assert "ramp rolled_back vs v1.0.0: live p99 412.00 ms &gt; limit 150.00 ms" in panel.detail.value
+
+
 # -- units -------------------------------------------------------------------------------------------------
 def test_the_serving_policy_names_the_bad_field():
     from edgekit.serve.policy import serving_from_mapping

@@ -231,6 +231,43 @@ class BenchmarkView(TableView):
                  "; ".join(s["unstable_reasons"])] for key, s in self.data.get("scenarios", {}).items()]
 
 
+class ServingView(TableView):
+    """What servers saw of a version (``edgekit.registry.observations``): each ``edgekit monitor`` summary, live
+    figures beside the benchmark's, with its drift verdict, and each blue-green ramp's outcome."""
+
+    HEADERS = ["seq", "event", "time", "answered", "error rate", "live p50 ms", "live p99 ms", "bench p50 ms", "bench p99 ms",
+               "p99 live/bench", "drift / outcome"]
+
+    def __init__(self, events: list[dict[str, Any]], ref: str | None = None):
+        super().__init__(events)
+        alarms = sum(bool(e.get("summary", {}).get("drift", {}).get("alarm")) for e in events)
+        self.title = f"{len(events)} serving observation(s)" + (f" of {ref}" if ref else "") + (f", {alarms} drift alarm(s)" if alarms else "")
+
+    def _rows(self) -> list[list[Any]]:
+        return [self._telemetry(e) if e["type"] == "telemetry" else self._ramp(e) for e in self.data]
+
+    @staticmethod
+    def _telemetry(event: dict[str, Any]) -> list[Any]:
+        summary = event.get("summary", {})
+        live, bench, drift = summary.get("live", {}), summary.get("benchmark", {}), summary.get("drift", {})
+        verdict = "ALARM" if drift.get("alarm") else (drift.get("status") or "-")
+        return [event["seq"], "telemetry", event["time"], live.get("answered"), live.get("error_rate"), live.get("p50_ms"),
+                live.get("p99_ms"), bench.get("p50_ms"), bench.get("p99_ms"), summary.get("p99_live_over_benchmark"), verdict]
+
+    @staticmethod
+    def _ramp(event: dict[str, Any]) -> list[Any]:
+        steps = [s for s in event.get("evidence", {}).get("timeline", []) if "requests" in s]
+        last = steps[-1] if steps else {}
+        outcome = f"ramp {event.get('outcome')} vs {event.get('against')}" + (f": {event['reason']}" if event.get("reason") else "")
+        return [event["seq"], "ramp", event["time"], sum(s["requests"] for s in steps), last.get("error_rate"), last.get("p50_ms"),
+                last.get("p99_ms"), None, None, None, outcome]
+
+    def body(self) -> str:
+        rows = [[*row[:-1], f'<b style="color:#cf222e">{html.escape(str(row[-1]))}</b>' if row[-1] == "ALARM" or "rolled_back" in str(row[-1])
+                 else _cell(row[-1])] for row in self._rows()]
+        return html_table(self.HEADERS, rows, raw=frozenset({len(self.HEADERS) - 1}))
+
+
 class HistoryView(TableView):
     """Registry events (``edgekit.registry.history``), oldest first, in the CLI's columns."""
 

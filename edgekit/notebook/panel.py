@@ -22,7 +22,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from edgekit.errors import EdgekitError
-from edgekit.notebook.display import HistoryView, RegistryView, VersionView
+from edgekit.notebook.display import HistoryView, RegistryView, ServingView, VersionView
 
 
 def default_key(project: Path) -> str:
@@ -98,7 +98,9 @@ class RegistryPanel:
         ref = self.ref()
         view = VersionView(self.api.describe(self.project, ref))
         trail = HistoryView(self.api.history(self.project, self.models.value, self.versions.value)).body()
-        self.detail.value = view._repr_html_() + "<h4>audit trail</h4>" + trail
+        seen = self.api.observations(self.project, self.models.value, self.versions.value)
+        serving = f"<h4>{ServingView(seen).title}</h4>" + ServingView(seen).body() if seen else ""
+        self.detail.value = view._repr_html_() + serving + "<h4>audit trail</h4>" + trail
 
     def ref(self) -> str:
         return f"{self.models.value}@{self.versions.value}"

@@ -21,14 +21,27 @@ from edgekit.layout import Layout
 from edgekit.modelsource import ModelSource
 
 
-def run(layout: Layout, out: Path | None = None, spec: str | None = None, source: ModelSource | None = None) -> dict[str, Any]:
+def run(layout: Layout, out: Path | None = None, spec: str | None = None, source: ModelSource | None = None,
+        decoder=None) -> dict[str, Any]:
     """Write the fingerprint to ``out`` (outputs/environment.json by default) and return it; with ``spec``
-    (params' ``model.source``) and its resolved ``source``, also the model's digest to outputs/model_source.json."""
+    (params' ``model.source``) and its resolved ``source``, also the model's digest to outputs/model_source.json,
+    and with ``decoder`` (params' ``decoder``) the decoder's to outputs/decoder_source.json."""
     record = fingerprint(layout.root)
     write_json(out or layout.environment, record)
     if source is not None:
         write_json(layout.model_source, source_record(spec, source))
+        write_json(layout.decoder_source, decoder_source_record(decoder))
     return record
+
+
+def decoder_source_record(decoder) -> dict[str, Any]:
+    """The decoder the decoder_model stage starts from: a local folder's or a cached Hugging Face snapshot's digest,
+    so that an edited folder re-runs it; the decoder it makes itself is pinned by its corpus and params instead."""
+    if decoder is None or decoder.made_here:
+        return {"spec": decoder.source if decoder else None, "kind": "made by the decoder_model stage" if decoder else "none"}
+    from edgekit.modelsource import resolve_source
+
+    return source_record(decoder.source, resolve_source(decoder.source))
 
 
 def source_record(spec: str, source: ModelSource) -> dict[str, Any]:

@@ -83,8 +83,8 @@ def _server(args: argparse.Namespace, project: Path, telemetry, faults: dict[str
     threads = args.threads or _physical_cores()
     stable = resolve(project, args.model, args.version, args.stage, args.folder)
     candidate = resolve(project, stable.model, args.candidate, None, args.candidate_folder) if args.candidate else None
-    if candidate and candidate.version == stable.version:
-        raise ConfigError("--candidate", args.candidate, f"a version other than the one served ({stable.version})", "the command line")
+    if candidate:
+        _check_candidate(project, stable, candidate)
     unknown = set(faults) - {stable.version, *([candidate.version] if candidate else [])}
     if unknown:
         raise ConfigError("--fault", sorted(unknown)[0], "a version this server serves", "the command line")
@@ -93,6 +93,19 @@ def _server(args: argparse.Namespace, project: Path, telemetry, faults: dict[str
     policy = _policy(project)
     return Server(project, slots[0], telemetry, slots[1] if candidate else None, serving_from_mapping(policy.serving, policy.path),
                   args.key, _reference(project, args.reference))
+
+
+def _check_candidate(project: Path, stable, candidate) -> None:
+    """A completed ramp promotes the candidate into the served version's stage, so it must be one stage before it."""
+    from edgekit.registry.core import Registry
+
+    if candidate.version == stable.version:
+        raise ConfigError("--candidate", candidate.version, f"a version other than the one served ({stable.version})", "the command line")
+    lifecycle = Registry.open(project).lifecycle()
+    if lifecycle.next_stage(candidate.stage) != stable.stage:
+        raise ConfigError("--candidate", candidate.version, f"a version whose next stage is {stable.stage} ({candidate.ref} is in "
+                          f"{candidate.stage or 'no stage'}; a completed ramp promotes it there); promote it first: edgekit registry "
+                          f"promote {candidate.ref}", "the command line")
 
 
 def _faults(specs: list[str]) -> dict[str, Any]:
