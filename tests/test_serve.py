@@ -413,6 +413,14 @@ def test_the_ramp_routes_the_exact_share_and_judges_each_step():
     assert decisions[:9] == [None] * 9 and decisions[9]["decision"] == "advanced" and ramp.share == 1.0
     decisions = [ramp.observe(10.0 if i < 9 else 80.0, False) for i in range(10)]   # one slow answer in ten: p99 over 50 ms
     assert decisions[-1]["decision"] == "rolled_back" and ramp.share == 0.0 and not any(ramp.route() for _ in range(50))
+    # with a tolerance, production's own live p99 over the same step raises the limit: queueing is not the candidate's fault
+    relative = Ramp(ServingPolicy(ramp_steps=(0.5, 1.0), min_requests=10, p99_tolerance=2.0, p99_floor_ms=25.0), candidate_p99_ms=5.0)
+    for _ in range(50):
+        relative.observe_stable(60.0)
+    assert [relative.observe(100.0, False) for _ in range(10)][-1]["decision"] == "advanced"       # 100 <= 2 x 60
+    # the 100% step has no production answers: the last step's control stands
+    assert [relative.observe(130.0, False) for _ in range(10)][-1]["reason"] == \
+        "live p99 130.00 ms > limit 120.00 ms (production's live p99 60.00 ms)"
     errors = Ramp(ServingPolicy(ramp_steps=(0.5, 1.0), min_requests=100, error_rate_max=0.01), candidate_p99_ms=5.0)
     assert errors.observe(1.0, True) is None                       # one error of the step's allowance (1 in 100)
     assert errors.observe(1.0, True)["decision"] == "rolled_back"  # a second: over it before the step ends

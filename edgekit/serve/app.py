@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -92,7 +93,8 @@ class Server:
         return [s for s in (self.stable, self.candidate) if s is not None]
 
     def choose(self) -> Slot:
-        return self.candidate if self.candidate and self.ramp and self.ramp.route() else self.stable
+        candidate, ramp, stable = self.candidate, self.ramp, self.stable  # one read: a promotion swaps them from another thread
+        return candidate if candidate and ramp and ramp.route() else stable
 
     def update_shares(self) -> None:
         share = self.ramp.share if self.ramp and self.candidate else 0.0
@@ -102,9 +104,13 @@ class Server:
 
     def after_answer(self, slot: Slot, latency_ms: float, error: bool) -> None:
         """Feed the ramp one candidate answer; act on its verdict (in a thread: git writes must not hold answers)."""
-        if slot is not self.candidate or self.ramp is None:
+        ramp = self.ramp
+        if ramp is None:
             return
-        verdict = self.ramp.observe(latency_ms, error)
+        if slot is not self.candidate:
+            ramp.observe_stable(latency_ms)
+            return
+        verdict = ramp.observe(latency_ms, error)
         if verdict is None:
             return
         self.update_shares()
@@ -176,13 +182,12 @@ def create_app(server: Server):
     app = FastAPI(title="edgekit serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
     def answer(slot: Slot, endpoint: str, started: float, status: int, payload: dict[str, Any]) -> Response:
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)  # 384 floats: ~20x faster than json + tolist()
         seconds = time.perf_counter() - started
         server.telemetry.observe(slot.labels, endpoint, status, seconds)   # counted before it is sent
         server.after_answer(slot, seconds * 1000, status >= 500)
         return Response(body, status_code=status, media_type="application/json", headers=slot.served.headers())
 
-    @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         started = time.perf_counter()
         slot = server.stable
@@ -199,6 +204,10 @@ def create_app(server: Server):
         for ids, vector in zip(result.ids, result.vectors, strict=True):
             server.telemetry.samples.add(slot.served.model, slot.served.version, ids, vector)
         return answer(slot, "embeddings", started, 200, _embeddings_payload(slot.served, result, encoding))
+
+    # A plain Starlette route: the body is parsed here (errors in OpenAI's shape), so FastAPI's dependency solving
+    # would only add ~60 us to every request.
+    app.add_route("/v1/embeddings", embeddings, methods=["POST"])
 
     @app.get("/v1/models")
     async def models() -> JSONResponse:
@@ -284,10 +293,10 @@ def _embeddings_payload(served: ServedVersion, result, encoding: str) -> dict[st
             "edgekit": served.identity()}
 
 
-def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
+def _encode(vector: np.ndarray, encoding: str) -> np.ndarray | str:
     if encoding == "base64":  # what OpenAI's Python client asks for by default: little-endian float32
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-    return vector.tolist()
+    return np.ascontiguousarray(vector, dtype=np.float32)   # orjson writes it as a list of numbers
 
 
 def _error(message: str, param: str | None, code: str, kind: str = "invalid_request_error") -> dict[str, Any]:

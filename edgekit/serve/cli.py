@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--candidate-folder", type=Path, help="the candidate's files (default: where it was registered from)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--threads", type=int, default=0, help="runtime threads per model (default: physical cores)")
+    serve.add_argument("--threads", type=int, default=0, help="runtime threads per version (default: the physical cores, halved when a candidate is served too)")
     serve.add_argument("--max-batch-size", type=int, default=32, help="inputs per runtime call at most (dynamic batching)")
     serve.add_argument("--max-wait-ms", type=float, default=0.0,
                        help="how long a batch waits for more requests (default 0: it takes only those already queued)")
@@ -80,9 +80,11 @@ def _server(args: argparse.Namespace, project: Path, telemetry, faults: dict[str
     from edgekit.serve.policy import serving_from_mapping
     from edgekit.serve.resolve import resolve
 
-    threads = args.threads or _physical_cores()
     stable = resolve(project, args.model, args.version, args.stage, args.folder)
     candidate = resolve(project, stable.model, args.candidate, None, args.candidate_folder) if args.candidate else None
+    # Two versions that each spin a thread per core oversubscribe the machine: measured on 2 cores, a healthy candidate's
+    # p99 went from 29 ms to 1.5 s. By default the versions share the cores.
+    threads = args.threads or (max(1, _physical_cores() // 2) if candidate else _physical_cores())
     if candidate:
         _check_candidate(project, stable, candidate)
     unknown = set(faults) - {stable.version, *([candidate.version] if candidate else [])}

@@ -30,6 +30,7 @@ class StepWindow:
     share: float
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    stable_latencies_ms: list[float] = field(default_factory=list)   # production's answers over the same period
 
     @property
     def requests(self) -> int:
@@ -37,10 +38,12 @@ class StepWindow:
 
     def figures(self) -> dict[str, Any]:
         p99 = float(np.percentile(self.latencies_ms, 99)) if self.latencies_ms else None
+        stable = float(np.percentile(self.stable_latencies_ms, 99)) if self.stable_latencies_ms else None
         return {"share": self.share, "requests": self.requests, "errors": self.errors,
                 "error_rate": round(self.errors / self.requests, 6) if self.requests else None,
                 "p50_ms": round(float(np.median(self.latencies_ms)), 4) if self.latencies_ms else None,
-                "p99_ms": round(p99, 4) if p99 is not None else None}
+                "p99_ms": round(p99, 4) if p99 is not None else None,
+                "stable_requests": len(self.stable_latencies_ms), "stable_p99_ms": round(stable, 4) if stable is not None else None}
 
 
 class Ramp:
@@ -58,10 +61,11 @@ class Ramp:
         self.status = "ramping"          # then "rolled_back" or "completed"
         self.step = 0
         self.window = StepWindow(policy.ramp_steps[0])
-        self.timeline: list[dict[str, Any]] = [self._mark("start", share=self.window.share)]
         self._routed = 0
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        self._control_p99_ms: float | None = None   # production's live p99 at the latest step that had enough of its answers
+        self.timeline: list[dict[str, Any]] = [self._mark("start", share=self.window.share)]
 
     @property
     def share(self) -> float:
@@ -73,6 +77,23 @@ class Ramp:
             share = self.share
             self._routed += 1
             return math.floor(self._routed * share) > math.floor((self._routed - 1) * share)
+
+    def observe_stable(self, latency_ms: float) -> None:
+        """Count one answer of the production version: the control the candidate's latency is judged beside."""
+        with self._lock:
+            if self.status == "ramping":
+                self.window.stable_latencies_ms.append(latency_ms)
+
+    def step_limit_ms(self, figures: dict[str, Any]) -> float:
+        """The step's p99 limit. With a ``tolerance``, latency production shows over the same period (queueing under
+        load, a busy machine) is not the candidate's fault: the limit is at least tolerance x production's live p99,
+        from this step, or from the last step that had production answers (the 100% step has none)."""
+        if figures.get("stable_requests", 0) >= 10:
+            self._control_p99_ms = figures["stable_p99_ms"]
+        control = self._control_p99_ms
+        if self.policy.p99_max_ms is not None or control is None or self.policy.p99_tolerance is None:
+            return self.p99_limit_ms
+        return max(self.p99_limit_ms, self.policy.p99_tolerance * control)
 
     def observe(self, latency_ms: float, error: bool) -> dict[str, Any] | None:
         """Count one candidate answer at the current step; the step's verdict when this answer decides it."""
@@ -91,14 +112,18 @@ class Ramp:
         if self.window.requests < self.policy.min_requests:
             return None
         figures = self.window.figures()
-        if figures["p99_ms"] > self.p99_limit_ms:
-            return self._roll_back(f"live p99 {figures['p99_ms']:.2f} ms > limit {self.p99_limit_ms:.2f} ms")
+        limit = self.step_limit_ms(figures)
+        if figures["p99_ms"] > limit:
+            control = self._control_p99_ms
+            return self._roll_back(f"live p99 {figures['p99_ms']:.2f} ms > limit {limit:.2f} ms"
+                                   + (f" (production's live p99 {control:.2f} ms)" if control else ""))
         if figures["error_rate"] > self.policy.error_rate_max:
             return self._roll_back(f"error rate {figures['error_rate']:.4f} > {self.policy.error_rate_max}")
         return self._advance()
 
     def _advance(self) -> dict[str, Any]:
-        passed = self._mark("step passed", **self.window.figures())
+        figures = self.window.figures()
+        passed = self._mark("step passed", limit_ms=round(self.step_limit_ms(figures), 4), **figures)
         self.timeline.append(passed)
         if self.step + 1 == len(self.policy.ramp_steps):
             self.status = "completed"
@@ -111,11 +136,12 @@ class Ramp:
 
     def _roll_back(self, reason: str) -> dict[str, Any]:
         self.status = "rolled_back"
-        self.timeline.append(self._mark("rolled back", reason=reason, **self.window.figures()))
+        figures = self.window.figures()
+        self.timeline.append(self._mark("rolled back", reason=reason, limit_ms=round(self.step_limit_ms(figures), 4), **figures))
         return {"decision": "rolled_back", "reason": reason, "step": self.window.figures()}
 
     def _mark(self, what: str, **fields: Any) -> dict[str, Any]:
-        elapsed = time.monotonic() - getattr(self, "_started", time.monotonic())
+        elapsed = time.monotonic() - self._started
         return {"event": what, "step": self.step, "elapsed_s": round(elapsed, 3),
                 "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **fields}  # noqa: UP017
 
