@@ -437,3 +437,22 @@ def test_histogram_quantiles_are_within_a_bucket_of_the_exact_ones():
         for q in (0.5, 0.99):
             exact = float(np.quantile(seconds, q))
             assert exact / 1.25 <= histogram_quantile(q, table) <= exact * 1.25, (q, exact)
+
+
+def test_monitor_sums_a_fleet_read_from_a_prometheus_federation_endpoint():
+    from edgekit.serve.monitor import live_figures
+
+    labels = 'model="m",version="v1.0.0",variant="ort-int8",endpoint="embeddings"'
+    fleet = "\n".join([
+        "# TYPE edgekit_requests_total counter",
+        *(f'edgekit_requests_total{{{labels},status="{status}",instance="{host}",job="edge"}} {count}'
+          for host, status, count in (("a:8000", "200", 90), ("b:8000", "200", 60), ("b:8000", "500", 2), ("a:8000", "400", 5))),
+        "# TYPE edgekit_request_latency_seconds histogram",
+        *(f'edgekit_request_latency_seconds_bucket{{{labels},le="{le}",instance="{host}",job="edge"}} {count}'
+          for host, counts in (("a:8000", (0, 90, 90)), ("b:8000", (31, 62, 62))) for le, count in zip(("0.001", "0.01", "+Inf"), counts, strict=True)),
+        ""])
+    figures = live_figures(fleet)[("m", "v1.0.0", "ort-int8")]
+    assert (figures["answered"], figures["errors"], figures["rejected"]) == (152, 2, 5)
+    assert figures["error_rate"] == round(2 / 152, 6)
+    # 31 of 152 answers took at most 1 ms, all of them at most 10 ms: p50 lies in the second bucket, interpolated
+    assert figures["p50_ms"] == pytest.approx(1 + 9 * (76 - 31) / (152 - 31), rel=1e-3)
