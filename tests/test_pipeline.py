@@ -277,12 +277,59 @@ def _promote_approve_verify_fetch_reproduce(clone: Path, tmp_path: Path, key: Pa
     assert fetched["version"] == registered["version"] and fetched["variant"] == variant
     manifest = json.loads((tmp_path / "deploy" / "manifest.json").read_text())
     assert manifest["variant"] == variant and manifest["files"]
+    _serve_the_fetched_copy_and_monitor(clone, tmp_path, registered, variant)
     # reproduce: the recorded commit in a worktree, the variant's stages and select re-run on the real runtime
     reproduced = json.loads(run(["edgekit", "registry", "reproduce", ref, "--json"], clone, check=False).stdout)
     assert reproduced["stages"] == [f"optimize@{variant}", f"benchmark@{variant}", f"evaluate@{variant}", "select"]
     assert not reproduced["files_differing"], reproduced["lines"]
     deterministic = [m for m in reproduced["metrics"] if m["metric"] in ("size_mb", "retention", "cosine_mean")]
     assert len(deterministic) == 3 and all(m["ok"] for m in deterministic), reproduced["lines"]
+
+
+def _serve_the_fetched_copy_and_monitor(clone: Path, tmp_path: Path, registered: dict, variant: str) -> None:
+    """The README's "Serve and watch" on the real variant: `edgekit serve --folder` of the fetched copy answers with
+    the variant's own embedding and the version's identity, and `edgekit monitor` records it in the registry."""
+    import socket
+    import time
+
+    import httpx
+    import numpy as np
+
+    from edgekit.serve.engine import EmbeddingEngine
+    from edgekit.serve.resolve import resolve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    env = {k: v for k, v in env.items() if not k.startswith(("PROMETHEUS", "EDGEKIT_IMPORT_TRACE"))}
+    server = subprocess.Popen(["edgekit", "serve", "--folder", str(tmp_path / "deploy"), "--port", str(port), "--threads", "1"],
+                              cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            assert server.poll() is None, server.stdout.read().decode()[-3000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        text = "A man is playing a guitar on the stage."
+        answer = httpx.post(f"{url}/v1/embeddings", json={"model": registered["model"], "input": [text]}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-edgekit-version"] == registered["version"] and answer.headers["x-edgekit-variant"] == variant
+        served = resolve(clone, registered["model"], folder=tmp_path / "deploy")
+        expected = EmbeddingEngine(served, threads=1, max_tokens=128).embed([text]).vectors[0]
+        np.testing.assert_allclose(answer.json()["data"][0]["embedding"], expected, rtol=1e-4, atol=1e-5)
+        monitored = json.loads(run(["edgekit", "monitor", "--url", url, "--json"], clone).stdout)
+        live = monitored["versions"][f"{registered['model']}@{registered['version']}"]["live"]
+        assert live["answered"] == 1 and live["errors"] == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    history = json.loads(run(["edgekit", "registry", "history", "--json"], clone).stdout)
+    assert history[-1]["type"] == "telemetry" and history[-1]["summary"]["live"]["answered"] == 1
+    assert json.loads(run(["edgekit", "registry", "verify", "--json"], clone).stdout)["ok"]
 
 
 def test_dvc_metrics_are_the_short_decision_record(clone):
