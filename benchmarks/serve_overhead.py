@@ -37,12 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     args = _arguments()
     from edgekit.bench.system import cpuinfo, isa_flags
+    from edgekit.params import physical_cores
     from edgekit.serve.engine import EmbeddingEngine
     from edgekit.serve.resolve import resolve
 
     served = resolve(args.project, args.model, args.version)
     texts = _texts(args.project)
-    threads = args.threads or _physical_cores()
+    threads = args.threads or physical_cores()
     engine = EmbeddingEngine(served, threads, 128)
     isa = " ".join(sorted(f for f in isa_flags() if f.startswith(("avx", "amx"))))
     print(f"{served.ref} ({served.variant}, {served.runtime}) · {threads} threads · CPU {cpuinfo().get('model name', '?')} ({isa})")
@@ -70,12 +71,6 @@ def _texts(project: Path) -> list[str]:
     from edgekit.layout import Layout
 
     return unique_sentences(load_validation_pairs(Layout(project)))
-
-
-def _physical_cores() -> int:
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 class _Server:

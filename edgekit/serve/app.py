@@ -35,7 +35,7 @@ from edgekit.serve.engine import Batcher, EmbeddingEngine, Fault
 from edgekit.serve.policy import ServingPolicy
 from edgekit.serve.ramp import Ramp
 from edgekit.serve.resolve import ServedVersion
-from edgekit.serve.telemetry import Telemetry
+from edgekit.serve.telemetry import Telemetry, reference_path
 
 log = logging.getLogger("edgekit.serve")
 MAX_BODY_BYTES = 512 * 1024      # a larger request body is refused (413) before it is parsed: 2048 inputs of 250 bytes fit
@@ -306,7 +306,8 @@ def _error(message: str, param: str | None, code: str, kind: str = "invalid_requ
 def _write_reference(server: Server, slot: Slot) -> None:
     """Embed the reference sentences once per served version, on its inference thread: the drift tests' baseline
     (``edgekit monitor``)."""
-    path = reference_path(server.telemetry.folder, slot.served)
+    served = slot.served
+    path = reference_path(server.telemetry.folder, served.model, served.version, served.variant_digest)
     if not server.reference or path.is_file():
         return
     result = slot.batcher.engine.embed(server.reference, inject=False)
@@ -315,6 +316,3 @@ def _write_reference(server: Server, slot: Slot) -> None:
     np.savez(tmp, lengths=lengths, ids=np.concatenate([np.asarray(i, dtype=np.int32) for i in result.ids]), vectors=result.vectors)
     tmp.replace(path)
 
-
-def reference_path(folder: Path, served: ServedVersion) -> Path:
-    return folder / f"reference-{served.model}-{served.version}-{served.variant_digest[:12]}.npz"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,15 +75,16 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _server(args: argparse.Namespace, project: Path, telemetry, faults: dict[str, Any]):
+    from edgekit.params import physical_cores
     from edgekit.serve.app import Server, Slot
-    from edgekit.serve.policy import serving_from_mapping
+    from edgekit.serve.policy import serving_policy
     from edgekit.serve.resolve import resolve
 
     stable = resolve(project, args.model, args.version, args.stage, args.folder)
     candidate = resolve(project, stable.model, args.candidate, None, args.candidate_folder) if args.candidate else None
     # Two versions that each spin a thread per core oversubscribe the machine: measured on 2 cores, a healthy candidate's
     # p99 went from 29 ms to 1.5 s. By default the versions share the cores.
-    threads = args.threads or (max(1, _physical_cores() // 2) if candidate else _physical_cores())
+    threads = args.threads or (max(1, physical_cores() // 2) if candidate else physical_cores())
     if candidate:
         _check_candidate(project, stable, candidate)
     unknown = set(faults) - {stable.version, *([candidate.version] if candidate else [])}
@@ -92,9 +92,8 @@ def _server(args: argparse.Namespace, project: Path, telemetry, faults: dict[str
         raise ConfigError("--fault", sorted(unknown)[0], "a version this server serves", "the command line")
     batching = {"max_tokens": args.max_tokens, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms}
     slots = [Slot.load(served, threads, fault=faults.get(served.version), **batching) for served in (stable, candidate) if served]
-    policy = _policy(project)
-    return Server(project, slots[0], telemetry, slots[1] if candidate else None, serving_from_mapping(policy.serving, policy.path),
-                  args.key, _reference(project, args.reference))
+    return Server(project, slots[0], telemetry, slots[1] if candidate else None, serving_policy(project), args.key,
+                  _reference(project, args.reference))
 
 
 def _check_candidate(project: Path, stable, candidate) -> None:
@@ -122,12 +121,6 @@ def _faults(specs: list[str]) -> dict[str, Any]:
     return faults
 
 
-def _policy(project: Path):
-    from edgekit.registry.core import Registry
-
-    return Registry.open(project).policy()
-
-
 def _reference(project: Path, folder: Path | None) -> list[str]:
     """The sentences of the validation pairs (never the test pairs, which the gates are judged on)."""
     from edgekit.datasets import Pair, unique_sentences
@@ -139,12 +132,6 @@ def _reference(project: Path, folder: Path | None) -> list[str]:
         return []
     lines = pairs_file.read_text(encoding="utf-8").splitlines()
     return unique_sentences([Pair(**json.loads(line)) for line in lines if line.strip()])
-
-
-def _physical_cores() -> int:
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def _monitor(args: argparse.Namespace) -> None:

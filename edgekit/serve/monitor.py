@@ -43,15 +43,14 @@ def monitor(project: str | Path = ".", url: str = "http://127.0.0.1:8000", telem
     Raises:
         MonitorError: the endpoint does not answer or does not speak Prometheus' text format.
     """
-    from edgekit.serve.policy import serving_from_mapping
+    from edgekit.serve.policy import serving_policy
 
     project = Path(project)
     metrics_url = url if ("/metrics" in url or "/federate" in url) else url.rstrip("/") + "/metrics"
     versions = live_figures(_get(metrics_url).decode())
     status = _server_status(url)
     folder = Path(telemetry) if telemetry else (Path(status["telemetry"]) if status else None)
-    policy = _policy(project)
-    serving = serving_from_mapping(policy.serving, policy.path)
+    serving = serving_policy(project)
     summaries = {}
     for (model, version, variant), live in sorted(versions.items()):
         summaries[f"{model}@{version}"] = _summary(project, model, version, variant, live, folder, serving)
@@ -76,12 +75,6 @@ def _server_status(url: str) -> dict[str, Any] | None:
         return json.loads(_get(url.rstrip("/") + "/v1/edgekit/status"))
     except (MonitorError, ValueError):
         return None
-
-
-def _policy(project: Path):
-    from edgekit.registry.core import Registry
-
-    return Registry.open(project).policy()
 
 
 # -- reading Prometheus' text format ------------------------------------------------------------------
@@ -155,11 +148,11 @@ def _summary(project: Path, model: str, version: str, variant: str, live: dict[s
 def _drift(folder: Path | None, model: str, version: str, record: dict[str, Any], serving) -> dict[str, Any]:
     from edgekit.fsutil import tree_digest
     from edgekit.serve.drift import DriftBounds, drift_report, embedding_test, token_length_test, vocabulary_test
-    from edgekit.serve.telemetry import SAMPLES_FILE, read_samples
+    from edgekit.serve.telemetry import SAMPLES_FILE, read_samples, reference_path
 
     if folder is None:
         return {"status": "no telemetry folder", "alarm": False}
-    reference_file = folder / f"reference-{model}-{version}-{tree_digest(record['files'])[:12]}.npz"
+    reference_file = reference_path(folder, model, version, tree_digest(record["files"]))
     if not reference_file.is_file():
         return {"status": "no reference (start the server with --reference)", "alarm": False}
     live = read_samples(folder / SAMPLES_FILE, model, version)

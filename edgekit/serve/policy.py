@@ -47,6 +47,14 @@ class ServingPolicy:
                 "drift": {"alpha": self.drift_alpha, "min_live": self.drift_min_live}}
 
 
+def serving_policy(project) -> ServingPolicy:
+    """The ``serving:`` section of the policy committed at the registry's HEAD (the one promotions read)."""
+    from edgekit.registry.core import Registry
+
+    policy = Registry.open(project).policy()
+    return serving_from_mapping(policy.serving, policy.path)
+
+
 def serving_from_mapping(section: Any, source: str) -> ServingPolicy:
     """Validate a ``serving:`` mapping as read from the policy file ``source``.
 

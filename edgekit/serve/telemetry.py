@@ -163,6 +163,11 @@ class SampleWriter:
         self._thread.join(timeout=5)
 
 
+def reference_path(folder: Path, model: str, version: str, variant_digest: str) -> Path:
+    """Where the server keeps a version's drift reference (its features of the validation sentences)."""
+    return folder / f"reference-{model}-{version}-{variant_digest[:12]}.npz"
+
+
 def connect_samples(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=30)
     connection.execute("PRAGMA journal_mode=WAL")
