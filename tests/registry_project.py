@@ -73,16 +73,17 @@ def make_keys(folder: Path) -> dict[str, Path]:
     return keys
 
 
-def build(folder: Path, keys: dict[str, Path], make_outputs: str = MAKE_OUTPUTS) -> Path:
+def build(folder: Path, keys: dict[str, Path], make_outputs: str = MAKE_OUTPUTS, more_outs: tuple[str, ...] = ()) -> Path:
     """The project in ``folder``: committed, pipeline reproduced, `dvc status` clean (``make_outputs``: the
-    stand-in pipeline's script; tests/serve_project.py's makes models a server can run)."""
+    stand-in pipeline's script; tests/serve_project.py's makes models a server can run, and puts files of its own
+    in fixture_src first; ``more_outs``: what its script writes besides metrics, outputs and the variants)."""
     folder.mkdir(parents=True, exist_ok=True)  # tests/serve_project.py puts its reference data in first
     for name in ("params.yaml", "policy.yaml"):
         shutil.copy2(REPO / name, folder / name)
-    shutil.copytree(FIXTURE / "metrics", folder / "fixture_src" / "metrics")
-    shutil.copytree(FIXTURE / "outputs", folder / "fixture_src" / "outputs")
+    shutil.copytree(FIXTURE / "metrics", folder / "fixture_src" / "metrics", dirs_exist_ok=True)
+    shutil.copytree(FIXTURE / "outputs", folder / "fixture_src" / "outputs", dirs_exist_ok=True)
     (folder / "make_outputs.py").write_text(make_outputs)
-    outs = "\n".join(f"      - models/variants/{v}" for v in VARIANTS)
+    outs = "\n".join(f"      - {path}" for path in (*(f"models/variants/{v}" for v in VARIANTS), *more_outs))
     (folder / "dvc.yaml").write_text(
         "stages:\n  measure:\n"
         f"    cmd: {sys.executable} make_outputs.py {' '.join(VARIANTS)}\n"

@@ -9,6 +9,7 @@ import os
 import pickle
 import shutil
 import struct
+import sys
 import zipfile
 from pathlib import Path
 
@@ -425,3 +426,131 @@ def test_real_openvino_ir_passes(tmp_path):
     (tmp_path / "model.onnx").unlink()
     formats = {rel: entry["format"] for rel, entry in scan_folder(tmp_path)["files"].items()}
     assert formats == {"openvino_model.xml": "openvino-ir", "openvino_model.bin": "openvino-ir-weights"}
+
+
+# --- SentencePiece tokenizer.model ------------------------------------------------------------------
+
+
+SYLLABLES = ("ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "de", "gu", "ze", "fa")
+
+
+@pytest.fixture(scope="module")
+def tokenizer_model() -> bytes:
+    """A real 60-piece unigram tokenizer.model, trained on 48 generated sentences (a few hundredths of a second)."""
+    spm = pytest.importorskip("sentencepiece")
+    sentences = [
+        " ".join(SYLLABLES[i % 12] + SYLLABLES[(i * 5 + k) % 12] + SYLLABLES[(i + 3 * k) % 12] for k in range(6))
+        for i in range(48)
+    ]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=model, vocab_size=60,
+                                   model_type="unigram", minloglevel=2)
+    return model.getvalue()
+
+
+def model_proto(data: bytes):
+    from sentencepiece.sentencepiece_model_pb2 import ModelProto
+
+    return ModelProto.FromString(data)
+
+
+def varint(value: int) -> bytes:
+    out = b""
+    while value > 0x7F:
+        out, value = out + bytes([value & 0x7F | 0x80]), value >> 7
+    return out + bytes([value])
+
+
+def with_trainer_spec_suffix(data: bytes, suffix: bytes) -> bytes:
+    """The model with bytes added inside trainer_spec, every field still in canonical order."""
+    model = model_proto(data)
+    spec = model.trainer_spec.SerializeToString() + suffix
+    pieces = type(model)(pieces=model.pieces).SerializeToString()
+    normalizer = type(model)(normalizer_spec=model.normalizer_spec).SerializeToString()
+    return pieces + b"\x12" + varint(len(spec)) + spec + normalizer
+
+
+def scan_tokenizer(tmp_path: Path, data: bytes) -> dict[str, str]:
+    """The single finding for tokenizer.model (asserting there is exactly one)."""
+    (tmp_path / "tokenizer.model").write_bytes(data)
+    with pytest.raises(ScanError) as caught:
+        scan_folder(tmp_path)
+    [finding] = caught.value.findings
+    assert finding["file"] == "tokenizer.model"
+    assert "tokenizer.model" in str(caught.value)
+    return finding
+
+
+def test_sentencepiece_tokenizer_model_is_accepted(tmp_path, tokenizer_model):
+    (tmp_path / "tokenizer.model").write_bytes(tokenizer_model)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    record = scan_folder(tmp_path)
+    assert {rel: entry["format"] for rel, entry in record["files"].items()} == {
+        "config.json": "json", "tokenizer.model": "sentencepiece-model",
+    }
+    assert record["files"]["tokenizer.model"]["bytes"] == len(tokenizer_model)
+
+
+NOT_RESERIALIZED = "SentencePiece model whose bytes are not its re-serialization"
+NOT_PARSED = "unrecognised binary format (not UTF-8 text, nor a SentencePiece model: protobuf does not parse"
+
+
+@pytest.mark.parametrize(("appended", "finding"), [
+    (b"\xf8\x01\x05", NOT_RESERIALIZED),  # an unknown field 31 that parses and would survive a plain round trip
+    (b"\x12\x02\x18\x02", NOT_RESERIALIZED),  # a second trainer_spec, merged into the first by the parser
+    (evil_pickle(2), NOT_PARSED),
+    (bytes(range(256)), NOT_PARSED),
+], ids=["unknown-field", "second-trainer-spec", "pickle", "binary-junk"])
+def test_sentencepiece_model_with_appended_bytes_is_refused(tmp_path, tokenizer_model, appended, finding):
+    refused = scan_tokenizer(tmp_path, tokenizer_model + appended)
+    assert refused["finding"].startswith(finding)
+
+
+@pytest.mark.parametrize("suffix", [b"\xf8\x01\x05", b"\x18\x09"], ids=["unknown-field", "unknown-model-type"])
+def test_sentencepiece_model_with_a_nested_unknown_field_is_refused(tmp_path, tokenizer_model, suffix):
+    refused = scan_tokenizer(tmp_path, with_trainer_spec_suffix(tokenizer_model, suffix))
+    assert refused["finding"].startswith(NOT_RESERIALIZED)
+    assert refused["kind"] == "malformed"
+
+
+def test_truncated_sentencepiece_model_is_refused(tmp_path, tokenizer_model):
+    refused = scan_tokenizer(tmp_path, tokenizer_model[: len(tokenizer_model) // 2])
+    assert refused["finding"].startswith(NOT_PARSED)
+
+
+def test_sentencepiece_model_cut_after_its_pieces_is_refused(tmp_path, tokenizer_model):
+    pieces_only = type(model_proto(tokenizer_model))(pieces=model_proto(tokenizer_model).pieces)
+    refused = scan_tokenizer(tmp_path, pieces_only.SerializeToString())
+    assert refused["finding"] == "SentencePiece model without trainer_spec or normalizer_spec (truncated)"
+
+
+def test_sentencepiece_protobuf_without_pieces_is_refused(tmp_path, tokenizer_model):
+    model = model_proto(tokenizer_model)
+    del model.pieces[:]
+    refused = scan_tokenizer(tmp_path, model.SerializeToString())
+    assert refused["finding"] == "unrecognised binary format (not UTF-8 text, nor a SentencePiece model: protobuf without pieces)"
+    assert refused["kind"] == "unrecognised"
+
+
+def test_sentencepiece_model_with_an_empty_piece_is_refused(tmp_path, tokenizer_model):
+    model = model_proto(tokenizer_model)
+    model.pieces[7].piece = ""
+    refused = scan_tokenizer(tmp_path, model.SerializeToString())
+    assert refused["finding"] == "SentencePiece model with 1 empty piece(s), the first at index 7"
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_pickle_named_tokenizer_model_is_still_refused_as_pickle(tmp_path, protocol):
+    (tmp_path / "tokenizer.model").write_bytes(evil_pickle(protocol))
+    with pytest.raises(ScanError) as caught:
+        scan_folder(tmp_path)
+    findings = [f["finding"] for f in caught.value.findings if f["file"] == "tokenizer.model"]
+    assert f"pickle (protocol {protocol})" in findings
+    assert any(f.startswith("picklescan: dangerous globals") for f in findings)
+
+
+def test_sentencepiece_model_without_sentencepiece_installed_is_refused_with_the_fix(tmp_path, tokenizer_model,
+                                                                                     monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentencepiece.sentencepiece_model_pb2", None)  # import raises ImportError
+    refused = scan_tokenizer(tmp_path, tokenizer_model)
+    assert "cannot check without sentencepiece and protobuf" in refused["finding"]

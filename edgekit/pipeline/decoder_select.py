@@ -14,23 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from edgekit.bench.stats import ratio_ci
 from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
 from edgekit.params import Params
 from edgekit.policyfile import load_policy
-from edgekit.tasks.generation.gates import check_stage, parse_stage
+from edgekit.tasks.generation.gates import check_stage, parse_stage, speedups
 
 COLUMNS = ("variant", "runtime", "precision", "status", "decode_tokens_per_s", "decode_speedup", "prefill_tokens_per_s",
            "ttft_ms", "perplexity", "perplexity_delta", "kl_mean", "top1_agreement", "greedy_identical",
            "model_memory_mb", "size_mb", "decode_roofline_efficiency")
-
-
-def _processes(layout: Layout, name: str, key: str, length: str | None = None) -> list[np.ndarray]:
-    runs = read_json(layout.decoder_benchmark_samples(name))["runs"]
-    return [np.array(run[key][length] if length else run[key]) for run in runs]
 
 
 def _row(name: str, bench: dict, quality: dict, base: dict, bandwidth: float) -> dict[str, Any]:
@@ -58,15 +50,6 @@ def _row(name: str, bench: dict, quality: dict, base: dict, bandwidth: float) ->
     return row
 
 
-def _speedups(layout: Layout, row: dict, baseline: str, seed: int) -> None:
-    for key, length, field in (("decode_ms", None, "decode"), ("prefill_ms", str(row["prompt_length"]), "prefill")):
-        base, own = _processes(layout, baseline, key, length), _processes(layout, row["variant"], key, length)
-        low, high = ratio_ci(base, own, seed=seed)
-        row[f"{field}_speedup"] = float(np.median([np.median(p) for p in base]) / np.median([np.median(p) for p in own]))
-        row[f"{field}_speedup_ci95"] = [low, high]
-        row[f"{field}_speedup_ci95_low"] = low
-
-
 def run(params: Params, layout: Layout) -> dict[str, Any]:
     decoder = params.decoder
     policy = load_policy(layout.root / params.policy.file)
@@ -78,7 +61,8 @@ def run(params: Params, layout: Layout) -> dict[str, Any]:
     rows = [_row(name, benches[name], qualities[name], base, bandwidth) for name in decoder.variants]
     for row in rows:
         if row["status"] == "ok" and base["status"] == "ok":
-            _speedups(layout, row, decoder.baseline, params.seed)
+            row.update(speedups(read_json(layout.decoder_benchmark_samples(decoder.baseline))["runs"],
+                                read_json(layout.decoder_benchmark_samples(row["variant"]))["runs"], row["prompt_length"], params.seed))
         row["verdicts"] = {stage: check_stage(gates, row) if row["status"] == "ok" else {"passed": False, "gates": []}
                            for stage, gates in stages.items()}
     summary = {"baseline": decoder.baseline, "stage": params.policy.stage, "policy": policy.record(),

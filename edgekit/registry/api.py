@@ -34,23 +34,28 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return model, version
 
 
-def default_model_name(project: Path) -> str:
-    """The model's name in the registry when none is given: its source, lower-cased, as DVC accepts names."""
+def default_model_name(project: Path, decoder: bool = False) -> str:
+    """The model's name in the registry when none is given: its source (``decoder.source`` for a decoder),
+    lower-cased, as DVC accepts names."""
     from edgekit.params import load_params
 
-    source = load_params(project / "params.yaml", deep=()).model.source
+    params = load_params(project / "params.yaml", deep=())
+    source = params.decoder.source if decoder else params.model.source
     name = re.sub(r"[^a-z0-9-]+", "-", Path(source.rstrip("/")).name.lower()).strip("-")
     return name or "model"
 
 
 # -- register --------------------------------------------------------------------------------------
 def register(project: str | Path = ".", model: str | None = None, variant: str | None = None, version: str | None = None,
-             bump: str = "minor", key: str | Path | None = None, push: str | None = None) -> dict[str, Any]:
+             bump: str = "minor", key: str | Path | None = None, push: str | None = None, decoder: bool = False) -> dict[str, Any]:
     """Register a measured variant as a new version, with its reproduction record.
 
     Args:
-        model: the registry's name for the model (default: from params.yaml's model.source).
-        variant: a variant the pipeline measured (default: the recommended one in metrics/decision.json).
+        model: the registry's name for the model (default: from params.yaml's model.source, or decoder.source).
+        variant: a variant the pipeline measured (default: the recommended one in metrics/decision.json, or in
+            metrics/decoder_summary.json with ``decoder``).
+        decoder: register one of the decoder's variants (``decoder.variants``); implied when ``variant`` names a
+            measured decoder variant and no encoder variant.
         version: ``vX.Y.Z`` (default: the latest version bumped by ``bump``: major, minor or patch).
         key: an SSH key to sign the event with (optional for registration).
         push: a git remote to push the registry to.
@@ -62,29 +67,33 @@ def register(project: str | Path = ".", model: str | None = None, variant: str |
     """
     from edgekit.manifest import verify_manifest
     from edgekit.registry import gitobjects
-    from edgekit.registry.record import build_record, check_workspace, record_bytes, record_sha256
+    from edgekit.registry.record import build_decoder_record, build_record, check_workspace, record_bytes, record_sha256
     from edgekit.registry.scan import scan_folder
 
     registry = Registry.open(project)
     lifecycle = registry.lifecycle()
-    model = model or default_model_name(registry.project)
+    layout = Layout(registry.project)
+    decoder = decoder or (variant is not None and variant not in _measured(layout) and variant in _measured(layout, decoder=True))
+    model = model or default_model_name(registry.project, decoder)
     if not _MODEL.match(model):
         raise RegistryError(f"model name {model!r} is not valid", "use lower-case letters, digits and dashes (DVC and GTO accept those)")
     check_workspace(registry.repo, registry.project)
-    layout = Layout(registry.project)
-    variant = variant or _recommended(layout)
-    measured = [name for name, row in read_json(layout.summary)["variants"].items() if row.get("status") == "ok"]
+    variant = variant or (_recommended_decoder(layout) if decoder else _recommended(layout))
+    measured = _measured(layout, decoder)
     if variant not in measured:  # before the manifest check, whose hint would name a stage that does not exist
-        raise RegistryError(f"variant {variant!r} has no measurements in {layout.summary.relative_to(layout.root)}",
-                            f"measured variants: {', '.join(measured)}")
-    folder = layout.variant_dir(variant)
+        summary = layout.decoder_summary if decoder else layout.summary
+        raise RegistryError(f"{'decoder ' if decoder else ''}variant {variant!r} has no measurements in {summary.relative_to(layout.root)}",
+                            f"measured {'decoder ' if decoder else ''}variants: {', '.join(measured) or 'none'}")
+    folder = layout.decoder_variant_dir(variant) if decoder else layout.variant_dir(variant)
     verify_manifest(folder)
     scan = scan_folder(folder)
     snap = registry.snapshot(lifecycle)
     version = _new_version(snap.state, model, version, bump)
-    record = record_bytes(build_record(registry.repo, registry.project, model, version, variant, scan))
+    build = build_decoder_record if decoder else build_record
+    built = build(registry.repo, registry.project, model, version, variant, scan)
+    record = record_bytes(built)
     artifact_path = str(folder.relative_to(registry.project))
-    meta = {"variant": variant, "runtime": scan.get("runtime") or _runtime(layout, variant), "record_sha256": record_sha256(record)}
+    meta = {"variant": variant, "runtime": scan.get("runtime") or built["runtime"], "record_sha256": record_sha256(record)}
     tag_commit = gitobjects.declaration_commit(registry.repo, registry.prefix, model, version, artifact_path, meta, record)
     event = registry.new_event(snap, {
         "type": "register", "model": model, "version": version, "variant": variant, "commit": registry.repo.head(),
@@ -104,8 +113,25 @@ def _recommended(layout: Layout) -> str:
     return decision["recommended"]
 
 
-def _runtime(layout: Layout, variant: str) -> str:
-    return read_json(layout.summary)["variants"][variant]["runtime"]
+def _recommended_decoder(layout: Layout) -> str:
+    if not layout.decoder_summary.is_file():
+        raise RegistryError(f"{layout.decoder_summary.relative_to(layout.root)} does not exist: no decoder was measured",
+                            "add a decoder: section to params.yaml and run `dvc repro`")
+    recommendation = read_json(layout.decoder_summary)["recommendation"]
+    if not recommendation.get("variant"):
+        raise RegistryError(f"{layout.decoder_summary.relative_to(layout.root)} recommends no decoder variant ({recommendation.get('why')})",
+                            "name one with --variant")
+    return recommendation["variant"]
+
+
+def _measured(layout: Layout, decoder: bool = False) -> list[str]:
+    """The variants the pipeline measured (status ok): the encoder's, or the decoder's."""
+    if decoder:
+        rows = read_json(layout.decoder_summary)["variants"] if layout.decoder_summary.is_file() else []
+        return [row["variant"] for row in rows if row.get("status") == "ok"]
+    if not layout.summary.is_file():
+        return []
+    return [name for name, row in read_json(layout.summary)["variants"].items() if row.get("status") == "ok"]
 
 
 def _new_version(state: State, model: str, version: str | None, bump: str) -> str:
@@ -201,9 +227,12 @@ def _check_gates(registry: Registry, entry: Version, target: str) -> dict[str, A
 
     policy = registry.policy()
     summary = {"policy": policy.record(), "stage": target}
+    record = load_record(registry, entry)
+    if record.get("kind") == "generation":
+        return {**summary, **_check_decoder_gates(policy, entry, target, record)}
     if target not in policy.stages:
         return {**summary, "verdict": "no gates", "failed_blocking": [], "warnings": []}
-    verdict = evaluate_stage(policy, target, evidence_from_record(load_record(registry, entry)))
+    verdict = evaluate_stage(policy, target, evidence_from_record(record))
     failing = [describe_failure(g) for g in verdict["gates"] if g["result"] == "fail" and g["action"] == "block"]
     if failing:
         raise PromotionRefused(f"{entry.model}@{entry.version} ({entry.variant}) fails the {target} gates of {policy.path} "
@@ -211,6 +240,35 @@ def _check_gates(registry: Registry, entry: Version, target: str) -> dict[str, A
                                "the gates read the metrics pinned in the version's record; register a variant that passes "
                                "(`edgekit gate --stage " + target + "` lists them)", failing)
     return {**summary, "verdict": verdict["verdict"], "failed_blocking": [], "warnings": verdict["warnings"],
+            "values": {g["gate"]: g["value"] for g in verdict["gates"]}}
+
+
+def decoder_row_from_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A decoder version's row as its gates read it: the pinned row, with the speed-ups and their CIs recomputed
+    from the pinned timing samples of the variant and the baseline (the same function ``decoder_select`` runs)."""
+    from edgekit.tasks.generation.gates import speedups
+
+    pinned = record["evidence"]
+    return {**pinned["row"], **speedups(pinned["baseline_samples"]["runs"], pinned["samples"]["runs"], pinned["row"]["prompt_length"],
+                                        pinned["seed"])}
+
+
+def _check_decoder_gates(policy, entry: Version, target: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The policy's ``decoder_stages`` gates for ``target`` on the version's pinned evidence."""
+    from edgekit.tasks.generation.gates import check_stage, parse_stage
+
+    if target not in policy.decoder_stages:
+        return {"verdict": "no gates", "failed_blocking": [], "warnings": []}
+    verdict = check_stage(parse_stage(target, policy.decoder_stages[target]), decoder_row_from_record(record))
+    failing = [f"{g['gate']} = {g['value']} ({g['estimate']}) is not {'≥' if 'min' in g else '≤'} {g.get('min', g.get('max'))}"
+               for g in verdict["gates"] if not g["passed"] and g["action"] == "block"]
+    if failing:
+        raise PromotionRefused(f"{entry.model}@{entry.version} ({entry.variant}) fails the {target} decoder gates of {policy.path} "
+                               f"{policy.version}: {'; '.join(failing)}",
+                               "the gates read the metrics pinned in the version's record; register a decoder variant that passes "
+                               "(metrics/decoder_summary.json lists each one's verdicts)", failing)
+    warnings = [g["gate"] for g in verdict["gates"] if not g["passed"] and g["action"] == "warn"]
+    return {"verdict": "pass with warnings" if warnings else "pass", "failed_blocking": [], "warnings": warnings,
             "values": {g["gate"]: g["value"] for g in verdict["gates"]}}
 
 

@@ -88,7 +88,7 @@ def _table(columns: list[str], rows: list[list[str]]) -> None:
 
 # -- verbs ----------------------------------------------------------------------------------------
 def register(a: argparse.Namespace) -> None:
-    result = _api().register(a.project, a.model, a.variant, a.version, a.bump, a.key, a.push)
+    result = _api().register(a.project, a.model, a.variant, a.version, a.bump, a.key, a.push, decoder=a.decoder)
     _emit(result, a.json, f"registered {result['model']}@{result['version']} ({result['variant']}, {result['files']} files scanned), "
                           f"event {result['event']['seq']}, tag {result['event']['tags'][0]}")
 
@@ -265,8 +265,10 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     sub = verb(register, "Register a measured variant as a new version with its reproduction record (scanned, pinned).", writes=True)
-    sub.add_argument("--model", help="registry name (default: from model.source)")
+    sub.add_argument("--model", help="registry name (default: from model.source, or decoder.source with --decoder)")
     sub.add_argument("--variant", help="variant (default: the recommended one)")
+    sub.add_argument("--decoder", action="store_true",
+                     help="a decoder variant (params.yaml's decoder.variants; default: metrics/decoder_summary.json's recommendation)")
     sub.add_argument("--version", help="vX.Y.Z (default: the latest, bumped)")
     sub.add_argument("--bump", choices=("major", "minor", "patch"), default="minor", help="which part of the latest version to bump")
     sub = verb(promote, "Promote a version one stage on; its gates are re-evaluated on its pinned metrics.", writes=True, ref=REF_HELP)

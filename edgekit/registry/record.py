@@ -87,11 +87,51 @@ def build_record(repo: GitRepo, project: Path, model: str, version: str, variant
     }
 
 
-def _lock_stages(lock_path: Path, variant: str, baseline: str) -> dict[str, Any]:
-    """The dvc.lock entries this variant's figures came from: every shared stage, its own and the baseline's."""
+def build_decoder_record(repo: GitRepo, project: Path, model: str, version: str, variant: str, scan: dict[str, Any]) -> dict[str, Any]:
+    """The reproduction record of a decoder variant (``decoder.variants`` in params.yaml): its row of
+    metrics/decoder_summary.json, the baseline's, and both sides' timing samples, from which a promotion
+    recomputes the speed-up CIs before it checks the policy's ``decoder_stages`` gates."""
+    layout = Layout(project)
+    summary = read_json(layout.decoder_summary)
+    rows = {row["variant"]: row for row in summary["variants"]}
+    row, baseline = rows.get(variant), summary["baseline"]
+    if row is None or row.get("status") != "ok":
+        raise RegistryError(f"decoder variant {variant!r} has no measurements in {layout.decoder_summary.relative_to(project)} "
+                            f"(status {row.get('status') if row else 'absent'})",
+                            f"measured decoder variants: {', '.join(n for n, r in rows.items() if r.get('status') == 'ok')}")
+    lock_path = project / "dvc.lock"
+    seed = yaml.safe_load((project / "params.yaml").read_text()).get("seed", 0)
+    host = read_json(layout.summary).get("host") if layout.summary.is_file() else None
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "generation", "model": model, "version": version, "variant": variant,
+        "runtime": row["runtime"], "precision": row["precision"],
+        "code": {"commit": repo.head(), "project": str(project.relative_to(repo.root)) if project != repo.root else "."},
+        "dvc_lock": {"sha256": sha256_file(lock_path), "stages": _lock_stages(lock_path, variant, baseline, decoder=True)},
+        "params_sha256": sha256_file(project / "params.yaml"),
+        "environment": _environment(layout),
+        "files": scan["files"], "scan": scan["scanner"],
+        "metrics": {k: v for k, v in row.items() if k != "verdicts"}, "baseline": baseline,
+        "gates": {"policy": summary["policy"], "verdicts": row.get("verdicts", {})},
+        "model_card": _digest_if_present(layout.reports_dir / "model_card.html", project),
+        "report": _digest_if_present(layout.reports_dir / "report.html", project),
+        "hardware": host or {"cpu_model": read_json(layout.environment).get("cpu")},
+        "evidence": {"row": {k: v for k, v in row.items() if k != "verdicts"},
+                     "baseline_row": {k: v for k, v in rows[baseline].items() if k != "verdicts"},
+                     "samples": read_json(layout.decoder_benchmark_samples(variant)),
+                     "baseline_samples": read_json(layout.decoder_benchmark_samples(baseline)), "seed": seed,
+                     "sources": {"benchmark": f"metrics/decoder_benchmark/{variant}.json",
+                                 "samples": f"outputs/decoder_benchmark/{variant}.json",
+                                 "evaluate": f"metrics/decoder_evaluate/{variant}.json",
+                                 "baseline_samples": f"outputs/decoder_benchmark/{baseline}.json"}},
+    }
+
+
+def _lock_stages(lock_path: Path, variant: str, baseline: str, decoder: bool = False) -> dict[str, Any]:
+    """The dvc.lock entries this variant's figures came from: every shared stage, its own and the baseline's
+    (``decoder``: the decoder's foreach stages, whose variant names may repeat the encoder's)."""
     stages = yaml.safe_load(lock_path.read_text())["stages"]
     keep = {name: entry for name, entry in stages.items()
-            if "@" not in name or name.split("@", 1)[1] in (variant, baseline)}
+            if "@" not in name or (name.split("@", 1)[1] in (variant, baseline) and name.startswith("decoder_") == decoder)}
     return keep
 
 

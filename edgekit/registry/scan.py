@@ -1,10 +1,11 @@
 """Scan a variant folder before the registry accepts it: every file must be an allowed format.
 
 Formats are identified by content, never by extension, against a short allow-list (safetensors,
-ONNX and its external data, GGUF, OpenVINO IR and its weights, JSON, text). Anything else — pickles of
-any protocol, zip archives (PyTorch checkpoints, ``.npz``), numpy arrays, HDF5, unknown binary, empty
-files, symlinks out of the folder — is refused, because loading it could run code or it hides bytes
-the registry cannot account for. picklescan runs on every file as a second opinion.
+ONNX and its external data, GGUF, OpenVINO IR and its weights, JSON, text, and SentencePiece models
+such as a decoder's ``tokenizer.model``). Anything else — pickles of any protocol, zip archives
+(PyTorch checkpoints, ``.npz``), numpy arrays, HDF5, unknown binary, empty files, symlinks out of the
+folder — is refused, because loading it could run code or it hides bytes the registry cannot account
+for. picklescan runs on every file as a second opinion.
 
 Every finding in the folder is collected and raised at once, so a user sees the whole list.
 
@@ -39,10 +40,12 @@ _MB = 1 << 20
 MAX_TEXT_BYTES = 50 * _MB
 MAX_JSON_BYTES = 100 * _MB  # a large-vocabulary tokenizer.json is tens of MB
 MAX_SAFETENSORS_HEADER = 100 * _MB
+MAX_SENTENCEPIECE_BYTES = 100 * _MB  # a 256k-piece tokenizer.model is a few MB
 _PICKLE_SNIFF_BYTES = _MB  # enough to see a small pickle end; a big one is refused as unrecognised anyway
 
 ALLOWED_FORMATS = (
-    "gguf", "json", "onnx", "onnx-external-data", "openvino-ir", "openvino-ir-weights", "safetensors", "text",
+    "gguf", "json", "onnx", "onnx-external-data", "openvino-ir", "openvino-ir-weights", "safetensors",
+    "sentencepiece-model", "text",
 )
 
 SAFETENSORS_DTYPE_BYTES = {
@@ -51,6 +54,9 @@ SAFETENSORS_DTYPE_BYTES = {
 }
 # Sub-byte dtypes are allowed but their packed size is not checked, only their bounds.
 SAFETENSORS_PACKED_DTYPES = ("F4", "F6_E2M3", "F6_E3M2")
+
+# sentencepiece.TrainerSpec.ModelType names; pinned here so the rules digest does not follow the installed package
+SENTENCEPIECE_MODEL_TYPES = ("UNIGRAM", "BPE", "WORD", "CHAR")
 
 GGUF_VERSIONS = (2, 3)
 GGUF_DEFAULT_ALIGNMENT = 32
@@ -74,6 +80,11 @@ RULES: dict[str, Any] = {
     "ggml_blocks": {str(k): list(v) for k, v in GGML_BLOCKS.items()},
     "onnx_external_data": "relative, inside folder, regular file, in bounds",
     "openvino_weights": "same-stem .bin, every Const in bounds, no trailing bytes",
+    "max_sentencepiece_bytes": MAX_SENTENCEPIECE_BYTES,
+    "sentencepiece_model": "files that are not UTF-8 text only; parses as sentencepiece.ModelProto; with unknown "
+    "fields dropped re-serializes to the file's exact bytes; trainer_spec and normalizer_spec present; at least "
+    "one piece, none empty",
+    "sentencepiece_model_types": list(SENTENCEPIECE_MODEL_TYPES),
     "zip_end_record": "refused in every file",
     "pickle": "refused in every file; picklescan findings and errors refused",
     "empty_files": "refused",
@@ -299,15 +310,15 @@ def _refuse_known_containers(path: Path, head: bytes) -> None:
 
 
 def _identify_text(path: Path, size: int, root: Path) -> tuple[str, dict[str, str]]:
-    if size > MAX_JSON_BYTES:
+    if size > max(MAX_JSON_BYTES, MAX_SENTENCEPIECE_BYTES):
         raise _Refused(f"unrecognised binary format ({size} bytes)", "unrecognised")
     data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Refused("unrecognised binary format (not UTF-8 text)", "unrecognised") from None
-    if "\x00" in text:
-        raise _Refused("unrecognised binary format (text with NUL bytes)", "unrecognised")
+    text = _utf8_text(data)
+    if text is None:
+        _check_sentencepiece(data)
+        return "sentencepiece-model", {}
+    if size > MAX_JSON_BYTES:
+        raise _Refused(f"text file of {size} bytes (over {MAX_JSON_BYTES})", "unrecognised")
     if text.lstrip("\ufeff \t\r\n").startswith("<"):
         return "openvino-ir", _check_openvino(path, data, root)
     try:
@@ -318,6 +329,15 @@ def _identify_text(path: Path, size: int, root: Path) -> tuple[str, dict[str, st
     if size > MAX_TEXT_BYTES:
         raise _Refused(f"text file of {size} bytes (over {MAX_TEXT_BYTES})", "unrecognised")
     return "text", {}
+
+
+def _utf8_text(data: bytes) -> str | None:
+    """data decoded, or None when it is binary: not UTF-8, or holding NUL bytes."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text else text
 
 
 # --- pickles and zips -------------------------------------------------------------------------
@@ -560,6 +580,54 @@ def _check_openvino_weights(name: str, extents: list[tuple[int, int]], size: int
     end = max(offset + length for offset, length in extents)
     if end != size:
         raise _Refused(f"{name} is {size} bytes but Const data ends at {end} (trailing bytes)")
+
+
+# --- SentencePiece ----------------------------------------------------------------------------
+
+
+def _check_sentencepiece(data: bytes) -> None:
+    """Accept a SentencePiece ``ModelProto`` (a ``tokenizer.model``) whose every byte is accounted for.
+
+    Protobuf parsing runs no code, but it keeps unknown fields (and would re-emit them), so a payload can
+    ride in one. With unknown fields dropped, the model must re-serialize to exactly the file's bytes: that
+    refuses unknown fields at any depth, appended bytes that parse, and repeated or reordered fields.
+    """
+    model = _parse_sentencepiece(data)
+    model.DiscardUnknownFields()
+    if model.SerializeToString() != data:
+        raise _Refused(
+            "SentencePiece model whose bytes are not its re-serialization (unknown fields, appended bytes "
+            "or a non-canonical encoding)"
+        )
+    # Both are serialized after the pieces, so a file cut at a piece boundary parses without them.
+    missing = [name for name in ("trainer_spec", "normalizer_spec") if not model.HasField(name)]
+    if missing:
+        raise _Refused(f"SentencePiece model without {' or '.join(missing)} (truncated)")
+    empty = [index for index, piece in enumerate(model.pieces) if not piece.piece]
+    if empty:
+        raise _Refused(f"SentencePiece model with {len(empty)} empty piece(s), the first at index {empty[0]}")
+    spec = model.trainer_spec
+    model_type = {number: name for name, number in type(spec).ModelType.items()}.get(spec.model_type)
+    if model_type not in SENTENCEPIECE_MODEL_TYPES:
+        raise _Refused(f"SentencePiece model_type {model_type or spec.model_type} (allowed: {list(SENTENCEPIECE_MODEL_TYPES)})")
+
+
+def _parse_sentencepiece(data: bytes) -> Any:
+    """The ModelProto in data; refused as unrecognised when data is not one with pieces."""
+    not_one = "unrecognised binary format (not UTF-8 text, nor a SentencePiece model: {})"
+    try:
+        from google.protobuf.message import DecodeError
+        from sentencepiece.sentencepiece_model_pb2 import ModelProto
+    except Exception as exc:  # noqa: BLE001 - ImportError, or protobuf's VersionError when it is too old
+        raise _Refused(not_one.format(f"cannot check without sentencepiece and protobuf: {exc}"), "unrecognised") from None
+    model = ModelProto()
+    try:
+        model.ParseFromString(data)
+    except DecodeError:
+        raise _Refused(not_one.format("protobuf does not parse; truncated, corrupt or another format"), "unrecognised") from None
+    if not model.pieces:
+        raise _Refused(not_one.format("protobuf without pieces"), "unrecognised")
+    return model
 
 
 # --- GGUF -------------------------------------------------------------------------------------

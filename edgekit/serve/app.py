@@ -60,8 +60,16 @@ class Slot:
     @classmethod
     def load(cls, served: ServedVersion, threads: int, max_tokens: int = 128, max_batch_size: int = 32,
              max_wait_ms: float = 0.0, fault: Fault | None = None) -> Slot:
+        if served.kind == "generation":
+            from edgekit.serve.generate import GenerationEngine, Sequencer
+
+            return cls(served, Sequencer(GenerationEngine(served, threads, fault)))
         engine = EmbeddingEngine(served, threads, max_tokens, fault)
         return cls(served, Batcher(engine, max_batch_size, max_wait_ms))
+
+    @property
+    def kind(self) -> str:
+        return self.served.kind
 
     @property
     def labels(self) -> dict[str, str]:
@@ -192,6 +200,7 @@ def create_app(server: Server):
         started = time.perf_counter()
         slot = server.stable
         try:
+            _check_kind(slot, "embedding")
             texts, encoding = await _embeddings_request(request, server.stable.served.model)
             slot = server.choose()
             result = await slot.batcher.submit(texts)
@@ -205,9 +214,88 @@ def create_app(server: Server):
             server.telemetry.samples.add(slot.served.model, slot.served.version, ids, vector)
         return answer(slot, "embeddings", started, 200, _embeddings_payload(slot.served, result, encoding))
 
-    # A plain Starlette route: the body is parsed here (errors in OpenAI's shape), so FastAPI's dependency solving
+    async def completions(request: Request) -> Response:
+        from edgekit.serve.completions import completion_request
+
+        started = time.perf_counter()
+        slot = server.stable
+        try:
+            _check_kind(slot, "generation")
+            wanted = completion_request(await _body(request), slot.served.model)
+            slot = server.choose()
+            prompts = [slot.batcher.engine.prompt_ids(text) for text in wanted.prompts]
+            wanted.check_context(prompts, slot.batcher.engine.context)
+            if wanted.stream:
+                return _stream(slot, wanted, prompts[0], started)
+            results = [await slot.batcher.generate(ids, wanted.sampling) for ids in prompts]
+        except ClientError as exc:
+            return answer(slot, "completions", started, exc.status, _error(exc.message, exc.param, exc.code))
+        except Exception as exc:
+            log.exception("generation failed on %s", slot.served.ref)
+            return answer(slot, "completions", started, 500, _error(f"the model failed: {type(exc).__name__}: {exc}", None,
+                                                                     "model_error", "server_error"))
+        for ids, done in zip(prompts, results, strict=True):
+            _observe_generation(slot, ids, done)
+        return answer(slot, "completions", started, 200, _completions_payload(slot.served, results))
+
+    def _stream(slot: Slot, wanted, ids: list[int], started: float) -> Response:
+        """Server-sent events as OpenAI streams them: a chunk per piece of text, the finish reason, [DONE]."""
+        from fastapi.responses import StreamingResponse
+
+        from edgekit.serve.completions import chunk
+
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+        cancelled = threading.Event()
+        task = loop.create_task(slot.batcher.generate(ids, wanted.sampling, lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text),
+                                                      cancelled))
+        task.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
+        served, name = slot.served, f"cmpl-{time.time_ns():x}"
+
+        async def events():
+            nonlocal counted
+            status, first = 499, True   # 499 (client closed the connection) unless the generation ends
+            try:
+                while (text := await pieces.get()) is not None:
+                    yield chunk(name, served, text, None, identity=first)
+                    first = False
+                exc = task.exception()
+                if exc is not None:  # the 200 is sent already: the error is the last event
+                    status = 500
+                    log.error("generation failed on %s: %s", served.ref, exc)
+                    yield b"data: " + orjson.dumps(_error(f"the model failed: {type(exc).__name__}: {exc}", None, "model_error",
+                                                          "server_error")) + b"\n\n"
+                else:
+                    done = task.result()
+                    status = 200
+                    _observe_generation(slot, ids, done)
+                    yield chunk(name, served, "", done.finish_reason, identity=True,
+                                usage=_usage([done]) if wanted.include_usage else None)
+                counted = count(status)   # before the last event: a client that has [DONE] finds its request counted
+                yield b"data: [DONE]\n\n"
+            finally:  # also when the client goes away: the generation stops at its next token
+                cancelled.set()
+                if not counted:
+                    count(status)
+
+        counted = False
+
+        def count(status: int) -> bool:
+            seconds = time.perf_counter() - started
+            server.telemetry.observe(slot.labels, "completions", status, seconds)
+            server.after_answer(slot, seconds * 1000, status >= 500)
+            return True
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={**served.headers(), "cache-control": "no-cache"})
+
+    def _observe_generation(slot: Slot, ids: list[int], done) -> None:
+        server.telemetry.observe_generation(slot.labels, len(done.ids), done.ttft_s, done.token_s)
+        server.telemetry.samples.add(slot.served.model, slot.served.version, ids, None, done.entropy)
+
+    # Plain Starlette routes: the body is parsed here (errors in OpenAI's shape), so FastAPI's dependency solving
     # would only add ~60 us to every request.
     app.add_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.add_route("/v1/completions", completions, methods=["POST"])
 
     @app.get("/v1/models")
     async def models() -> JSONResponse:
@@ -237,15 +325,27 @@ def create_app(server: Server):
     return app
 
 
-async def _embeddings_request(request, model: str) -> tuple[list[str], str]:
-    """The texts and encoding of an embeddings request, or a ``ClientError`` that says what to change."""
+def _check_kind(slot: Slot, kind: str) -> None:
+    if slot.kind != kind:
+        route = "/v1/completions" if slot.kind == "generation" else "/v1/embeddings"
+        raise ClientError(400, f"{slot.served.model} is {'a language model' if slot.kind == 'generation' else 'an embedding model'}"
+                          f"; send its requests to POST {route}", None, "wrong_endpoint")
+
+
+async def _body(request) -> dict[str, Any]:
+    """The request's JSON object, or a ``ClientError``: too large (413), not UTF-8, not JSON, not an object (400)."""
     length = request.headers.get("content-length")
     if length is not None and int(length) > MAX_BODY_BYTES:
         raise ClientError(413, f"the request body is {int(length)} bytes; the limit is {MAX_BODY_BYTES}", None, "body_too_large")
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise ClientError(413, f"the request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", None, "body_too_large")
-    body = _json_object(raw)
+    return _json_object(raw)
+
+
+async def _embeddings_request(request, model: str) -> tuple[list[str], str]:
+    """The texts and encoding of an embeddings request, or a ``ClientError`` that says what to change."""
+    body = await _body(request)
     if body.get("model") not in (model, None):
         raise ClientError(404, f"the model {body.get('model')!r} is not served here; this server serves {model!r}", "model",
                           "model_not_found")
@@ -293,6 +393,17 @@ def _embeddings_payload(served: ServedVersion, result, encoding: str) -> dict[st
             "edgekit": served.identity()}
 
 
+def _usage(results) -> dict[str, int]:
+    prompt, completion = sum(r.prompt_tokens for r in results), sum(len(r.ids) for r in results)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _completions_payload(served: ServedVersion, results) -> dict[str, Any]:
+    choices = [{"text": r.text, "index": i, "logprobs": None, "finish_reason": r.finish_reason} for i, r in enumerate(results)]
+    return {"id": f"cmpl-{time.time_ns():x}", "object": "text_completion", "created": int(time.time()), "model": served.model,
+            "choices": choices, "usage": _usage(results), "edgekit": served.identity()}
+
+
 def _encode(vector: np.ndarray, encoding: str) -> np.ndarray | str:
     if encoding == "base64":  # what OpenAI's Python client asks for by default: little-endian float32
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
@@ -309,6 +420,15 @@ def _write_reference(server: Server, slot: Slot) -> None:
     served = slot.served
     path = reference_path(server.telemetry.folder, served.model, served.version, served.variant_digest)
     if not server.reference or path.is_file():
+        return
+    if slot.kind == "generation":  # the prompts' token ids and next-token entropies
+        engine = slot.batcher.engine
+        prompts = [engine.prompt_ids(text) for text in server.reference]
+        entropies = np.array([engine.prompt_entropy(ids) for ids in prompts])
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, lengths=np.array([len(ids) for ids in prompts]), ids=np.concatenate([np.asarray(i, dtype=np.int32) for i in prompts]),
+                 entropies=entropies)
+        tmp.replace(path)
         return
     result = slot.batcher.engine.embed(server.reference, inject=False)
     lengths = np.array([len(ids) for ids in result.ids])

@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-tokens", type=int, default=128, help="tokens kept per input (longer inputs are truncated)")
     serve.add_argument("--telemetry", type=Path, default=None, help=f"metrics and samples folder (default: <project>/{DEFAULT_TELEMETRY})")
     serve.add_argument("--reference", type=Path, default=None,
-                       help="the drift tests' reference: a data folder with sts_pairs.jsonl (default: <project>/data/validation)")
+                       help="the drift tests' reference: a data folder with sts_pairs.jsonl (default: <project>/data/validation), "
+                            "for a decoder one with heldout.txt (default: <project>/data/decoder)")
     serve.add_argument("--key", help="SSH key that signs the ramp's registry events and the promotion")
     serve.add_argument("--fault", action="append", default=[], metavar="VERSION:SPEC",
                        help="inject a fault to rehearse a rollback, e.g. v1.2.0:delay_ms=40 or v1.2.0:error_rate=0.2")
@@ -92,8 +93,8 @@ def _server(args: argparse.Namespace, project: Path, telemetry, faults: dict[str
         raise ConfigError("--fault", sorted(unknown)[0], "a version this server serves", "the command line")
     batching = {"max_tokens": args.max_tokens, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms}
     slots = [Slot.load(served, threads, fault=faults.get(served.version), **batching) for served in (stable, candidate) if served]
-    return Server(project, slots[0], telemetry, slots[1] if candidate else None, serving_policy(project), args.key,
-                  _reference(project, args.reference))
+    reference = _heldout(project, args.reference) if stable.kind == "generation" else _reference(project, args.reference)
+    return Server(project, slots[0], telemetry, slots[1] if candidate else None, serving_policy(project), args.key, reference)
 
 
 def _check_candidate(project: Path, stable, candidate) -> None:
@@ -134,6 +135,16 @@ def _reference(project: Path, folder: Path | None) -> list[str]:
     return unique_sentences([Pair(**json.loads(line)) for line in lines if line.strip()])
 
 
+def _heldout(project: Path, folder: Path | None) -> list[str]:
+    """A decoder's drift reference: the held-out sentences (data/decoder/heldout.txt), which no training step saw."""
+    path = (folder or project / "data" / "decoder") / "heldout.txt"
+    if folder is not None and not path.is_file():
+        raise ConfigError("--reference", str(folder), f"a folder holding heldout.txt ({path} is missing)", "the command line")
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def _monitor(args: argparse.Namespace) -> None:
     from edgekit.serve.monitor import monitor
 
@@ -143,6 +154,15 @@ def _monitor(args: argparse.Namespace) -> None:
         return
     for ref, version in summary["versions"].items():
         live, bench = version["live"], version["benchmark"]
+        if "completion_tokens" in live:
+            print(f"{ref} ({version['variant']}, {version['stage']}): {live['answered']} answered, {live['errors']} errors "
+                  f"(rate {live['error_rate']}), {live['rejected']} rejected, {live['completion_tokens']} tokens generated; "
+                  f"time to first token p50 {live['ttft_p50_ms']} ms (benchmark {bench.get('ttft_ms')} ms at {bench.get('prompt_length')} "
+                  f"prompt tokens); per output token p50 {live['tpot_p50_ms']} / p99 {live['tpot_p99_ms']} ms (benchmark "
+                  f"{bench.get('tpot_p50_ms')} (CI {bench.get('tpot_p50_ci95_ms')}) / {bench.get('tpot_p99_ms')} ms); "
+                  f"p50 per token live/benchmark {version.get('tpot_p50_live_over_benchmark')}")
+            print(f"  drift: {'ALARM' if version['drift'].get('alarm') else 'no alarm'} ({version['drift'].get('status')})")
+            continue
         print(f"{ref} ({version['variant']}, {version['stage']}): {live['answered']} answered, {live['errors']} errors "
               f"(rate {live['error_rate']}), {live['rejected']} rejected; live p50 {live['p50_ms']} ms / p99 {live['p99_ms']} ms; "
               f"benchmark p50 {bench.get('p50_ms')} ms (CI {bench.get('p50_ci95_ms')}) / p99 {bench.get('p99_ms')} ms; "

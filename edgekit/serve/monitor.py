@@ -26,6 +26,7 @@ import numpy as np
 from edgekit.errors import EdgekitError
 
 SERVED_ENDPOINTS = ("embeddings", "completions")
+GENERATION_HISTOGRAMS = {"edgekit_time_to_first_token_seconds_bucket": "ttft", "edgekit_time_per_output_token_seconds_bucket": "tpot"}
 
 
 class MonitorError(EdgekitError):
@@ -84,6 +85,8 @@ def live_figures(text: str) -> dict[tuple[str, str, str], dict[str, Any]]:
 
     counts: dict[tuple[str, str, str], dict[str, float]] = {}
     buckets: dict[tuple[str, str, str], dict[float, float]] = {}
+    generation: dict[str, dict[tuple[str, str, str], dict[float, float]]] = {name: {} for name in GENERATION_HISTOGRAMS.values()}
+    completion_tokens: dict[tuple[str, str, str], float] = {}
     try:
         families = list(text_string_to_metric_families(text))
     except ValueError as exc:
@@ -91,6 +94,16 @@ def live_figures(text: str) -> dict[tuple[str, str, str], dict[str, Any]]:
     for family in families:
         for sample in family.samples:
             labels = sample.labels
+            if sample.name in GENERATION_HISTOGRAMS:   # a decoder's, per version (no endpoint label)
+                key = (labels["model"], labels["version"], labels["variant"])
+                le = math.inf if labels["le"] in ("+Inf", "inf") else float(labels["le"])
+                table = generation[GENERATION_HISTOGRAMS[sample.name]].setdefault(key, {})
+                table[le] = table.get(le, 0.0) + sample.value
+                continue
+            if sample.name == "edgekit_completion_tokens_total":
+                key = (labels["model"], labels["version"], labels["variant"])
+                completion_tokens[key] = completion_tokens.get(key, 0.0) + sample.value
+                continue
             if labels.get("endpoint") not in SERVED_ENDPOINTS:
                 continue
             key = (labels["model"], labels["version"], labels["variant"])
@@ -101,7 +114,14 @@ def live_figures(text: str) -> dict[tuple[str, str, str], dict[str, Any]]:
                 le = math.inf if labels["le"] in ("+Inf", "inf") else float(labels["le"])
                 table = buckets.setdefault(key, {})
                 table[le] = table.get(le, 0.0) + sample.value
-    return {key: _figures(counts.get(key, {}), buckets.get(key, {})) for key in set(counts) | set(buckets)}
+    figures = {key: _figures(counts.get(key, {}), buckets.get(key, {})) for key in set(counts) | set(buckets)}
+    for key, live in figures.items():
+        if key in completion_tokens:
+            live["completion_tokens"] = int(completion_tokens[key])
+            for name, tables in generation.items():
+                live[f"{name}_p50_ms"] = _quantile_ms(0.5, tables.get(key, {}))
+                live[f"{name}_p99_ms"] = _quantile_ms(0.99, tables.get(key, {}))
+    return figures
 
 
 def _figures(counts: dict[str, float], table: dict[float, float]) -> dict[str, Any]:
@@ -139,15 +159,19 @@ def _summary(project: Path, model: str, version: str, variant: str, live: dict[s
 
     described = describe(project, f"{model}@{version}")
     benchmark = benchmark_figures(described["record"])
-    ratios = {f"{q}_live_over_benchmark": round(live[f"{q}_ms"] / benchmark[f"{q}_ms"], 3)
-              for q in ("p50", "p99") if live.get(f"{q}_ms") and benchmark.get(f"{q}_ms")}
+    if described["record"].get("kind") == "generation":  # per token: a request's latency depends on its max_tokens
+        pairs = {"ttft_p50": ("ttft_p50_ms", "ttft_ms"), "tpot_p50": ("tpot_p50_ms", "tpot_p50_ms"), "tpot_p99": ("tpot_p99_ms", "tpot_p99_ms")}
+    else:
+        pairs = {q: (f"{q}_ms", f"{q}_ms") for q in ("p50", "p99")}
+    ratios = {f"{name}_live_over_benchmark": round(live[mine] / benchmark[theirs], 3)
+              for name, (mine, theirs) in pairs.items() if live.get(mine) and benchmark.get(theirs)}
     return {"model": model, "version": version, "variant": variant, "stage": described["stage"], "live": live,
             "benchmark": benchmark, **ratios, "drift": _drift(folder, model, version, described["record"], serving)}
 
 
 def _drift(folder: Path | None, model: str, version: str, record: dict[str, Any], serving) -> dict[str, Any]:
     from edgekit.fsutil import tree_digest
-    from edgekit.serve.drift import DriftBounds, drift_report, embedding_test, token_length_test, vocabulary_test
+    from edgekit.serve.drift import DriftBounds, drift_report, embedding_test, entropy_test, token_length_test, vocabulary_test
     from edgekit.serve.telemetry import SAMPLES_FILE, read_samples, reference_path
 
     if folder is None:
@@ -157,14 +181,16 @@ def _drift(folder: Path | None, model: str, version: str, record: dict[str, Any]
         return {"status": "no reference (start the server with --reference)", "alarm": False}
     live = read_samples(folder / SAMPLES_FILE, model, version)
     with np.load(reference_file) as reference:
-        lengths, ids, vectors = reference["lengths"], reference["ids"], reference["vectors"]
+        lengths, ids = reference["lengths"], reference["ids"]
+        output = reference["entropies"] if "entropies" in reference else reference["vectors"]
     reference_requests = np.split(ids, np.cumsum(lengths)[:-1])
     bounds = DriftBounds(alpha=serving.drift_alpha, min_live=serving.drift_min_live)
     if len(live["tokens"]) < bounds.min_live:
         return {"status": f"{len(live['tokens'])} live requests sampled, fewer than min_live {bounds.min_live}",
                 "alarm": False, "live_samples": len(live["tokens"])}
+    generation = record.get("kind") == "generation"   # output drift: next-token entropy after the prompt, or the embedding
     tests = [token_length_test(lengths, live["tokens"]), vocabulary_test(reference_requests, live["ids"], permutations=999),
-             embedding_test(vectors, live["vectors"])]
+             entropy_test(output, live["entropies"]) if generation else embedding_test(output, live["vectors"])]
     return {"status": "judged", "live_samples": len(live["tokens"]), "reference_samples": int(len(lengths)),
             **drift_report(tests, bounds)}
 

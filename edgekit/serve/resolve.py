@@ -33,6 +33,7 @@ class ServedVersion:
     variant_digest: str          # one sha256 over the record's file digests (``fsutil.tree_digest``)
     event: dict[str, Any]        # the registry event that put the version where it is: {"seq", "hash", "type"}
     benchmark: dict[str, Any] = field(default_factory=dict)
+    kind: str = "embedding"      # or "generation": a decoder, served on /v1/completions
 
     @property
     def ref(self) -> str:
@@ -84,7 +85,8 @@ def resolve(project: str | Path = ".", model: str | None = None, version: str | 
     manifest = read_json(where / "manifest.json")
     return ServedVersion(model, version, entry.variant, entry.stage, record["runtime"], record["precision"],
                          manifest.get("options") or {}, where.resolve(), entry.record_sha256, tree_digest(record["files"]),
-                         _event(events[entry.entered_seq or entry.registered_seq]), benchmark_figures(record))
+                         _event(events[entry.entered_seq or entry.registered_seq]), benchmark_figures(record),
+                         record.get("kind", "embedding"))
 
 
 def _only_model(models: list[str]) -> str:
@@ -124,10 +126,25 @@ def benchmark_figures(record: dict[str, Any]) -> dict[str, Any]:
     from edgekit.bench.stats import hierarchical_median_ci, process_samples
 
     row, evidence = record["metrics"], record.get("evidence", {})
+    if record.get("kind") == "generation":
+        return generation_figures(row)
     scenario = evidence.get("headline")
     figures: dict[str, Any] = {"scenario": scenario, "p50_ms": row.get("p50_ms"), "p99_ms": row.get("p99_ms")}
     samples = process_samples(evidence["samples"]).get(scenario) if evidence.get("samples") else None
     if samples:
         low, high = hierarchical_median_ci(samples, seed=evidence.get("seed", 0))
         figures["p50_ci95_ms"] = [round(low, 4), round(high, 4)]
+    return figures
+
+
+def generation_figures(row: dict[str, Any]) -> dict[str, Any]:
+    """A decoder's benchmarked figures in the units the server measures: time to first token (the prefill of
+    ``prompt_length`` tokens, median) and the time per output token (decode; median with its 95% CI, and p99), ms."""
+    figures: dict[str, Any] = {"prompt_length": row.get("prompt_length"), "ttft_ms": row.get("ttft_ms"),
+                               "tpot_p99_ms": row.get("decode_ms_p99")}
+    rate, interval = row.get("decode_tokens_per_s"), row.get("decode_tokens_per_s_ci95")
+    if rate:
+        figures["tpot_p50_ms"] = round(1000 / rate, 4)
+    if interval and all(interval):
+        figures["tpot_p50_ci95_ms"] = [round(1000 / interval[1], 4), round(1000 / interval[0], 4)]
     return figures

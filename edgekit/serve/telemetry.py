@@ -45,6 +45,9 @@ class Metrics:
     tokens: Any
     batch_size: Any
     traffic_share: Any
+    completion_tokens: Any = None
+    ttft: Any = None
+    tpot: Any = None
 
 
 def open_telemetry(folder: Path) -> Telemetry:
@@ -83,7 +86,12 @@ class Telemetry:
             Histogram("edgekit_batch_size", "Inputs per batch the runtime was called with (dynamic batching).", LABELS,
                       buckets=BATCH_BUCKETS, registry=registry),
             Gauge("edgekit_traffic_share", "The share of requests routed to this version (the blue-green ramp).", LABELS,
-                  multiprocess_mode="mostrecent", registry=registry))
+                  multiprocess_mode="mostrecent", registry=registry),
+            Counter("edgekit_completion_tokens", "Tokens generated (decoders).", LABELS, registry=registry),
+            Histogram("edgekit_time_to_first_token_seconds", "Decoders: from the start of a generation (its prefill) to its first "
+                      "token chosen.", LABELS, buckets=LATENCY_BUCKETS, registry=registry),
+            Histogram("edgekit_time_per_output_token_seconds", "Decoders: each later token's time (one decode step and the choice).",
+                      LABELS, buckets=LATENCY_BUCKETS, registry=registry))
         self.samples = SampleWriter(folder / SAMPLES_FILE)
         self._children: dict[tuple, tuple] = {}
 
@@ -100,6 +108,13 @@ class Telemetry:
     def observe_batch(self, labels: dict[str, str], inputs: int, tokens: int) -> None:
         self.metrics.batch_size.labels(**labels).observe(inputs)
         self.metrics.tokens.labels(**labels).inc(tokens)
+
+    def observe_generation(self, labels: dict[str, str], tokens: int, ttft_s: float, token_s: list[float]) -> None:
+        self.metrics.completion_tokens.labels(**labels).inc(tokens)
+        self.metrics.ttft.labels(**labels).observe(ttft_s)
+        per_token = self.metrics.tpot.labels(**labels)
+        for seconds in token_s:
+            per_token.observe(seconds)
 
     def share(self, labels: dict[str, str], value: float) -> None:
         self.metrics.traffic_share.labels(**labels).set(value)
@@ -177,13 +192,15 @@ def connect_samples(path: Path) -> sqlite3.Connection:
 
 
 def read_samples(path: Path, model: str, version: str, limit: int = 5000) -> dict[str, Any]:
-    """The latest ``limit`` samples of one version: token counts, token ids per request, vectors."""
+    """The latest ``limit`` samples of one version: token counts, token ids per request, vectors (encoders) and
+    next-token entropies (decoders)."""
     if not path.is_file():
-        return {"tokens": np.zeros(0), "ids": [], "vectors": np.zeros((0, 0), dtype=np.float32)}
+        return {"tokens": np.zeros(0), "ids": [], "vectors": np.zeros((0, 0), dtype=np.float32), "entropies": np.zeros(0)}
     connection = connect_samples(path)
-    rows = connection.execute("SELECT tokens, ids, vector FROM samples WHERE model = ? AND version = ? ORDER BY id DESC LIMIT ?",
+    rows = connection.execute("SELECT tokens, ids, vector, entropy FROM samples WHERE model = ? AND version = ? ORDER BY id DESC LIMIT ?",
                               (model, version, limit)).fetchall()
     connection.close()
-    vectors = [np.frombuffer(v, dtype=np.float32) for _, _, v in rows if v is not None]
-    return {"tokens": np.array([t for t, _, _ in rows]), "ids": [np.frombuffer(i, dtype=np.int32) for _, i, _ in rows],
-            "vectors": np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)}
+    vectors = [np.frombuffer(v, dtype=np.float32) for _, _, v, _ in rows if v is not None]
+    return {"tokens": np.array([t for t, _, _, _ in rows]), "ids": [np.frombuffer(i, dtype=np.int32) for _, i, _, _ in rows],
+            "vectors": np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32),
+            "entropies": np.array([e for _, _, _, e in rows if e is not None])}

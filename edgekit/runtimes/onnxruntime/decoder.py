@@ -110,7 +110,11 @@ class OnnxRuntimeDecoder(DecoderBackend):
         folder = self._quantize_int4(export / MODEL_FILE, scratch / "int4", record) if self.precision == "int4" else export
         for path in _model_files(folder):
             shutil.move(str(path), out / path.name)
-        shutil.copy2(source / "config.json", out / "config.json")
+        # The tokenizer travels with the variant, as the other runtimes' decoder folders carry it: a server of the
+        # registered version tokenizes with it (edgekit.serve.generate).
+        for name in ("config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+            if (source / name).is_file():
+                shutil.copy2(source / name, out / name)
         record["final_ops"] = _op_counts(out / MODEL_FILE)
         return record
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from edgekit.errors import ConfigError
 
 # name: (direction, row field, description)
@@ -68,3 +70,20 @@ def _value(row: dict[str, Any], field: str, direction: str, estimate: str) -> fl
         return row.get(field)
     interval = row.get(f"{field}_ci95")
     return None if interval is None else interval[1] if direction == "max" else interval[0]
+
+
+def speedups(baseline_runs: list[dict[str, Any]], runs: list[dict[str, Any]], prompt_length: int, seed: int) -> dict[str, Any]:
+    """Decode and prefill speed-ups of a variant over the baseline from both sides' timing processes (the
+    ``runs`` of outputs/decoder_benchmark/<variant>.json): the ratio of medians of process medians, with the
+    hierarchical bootstrap 95% CI. The ``decoder_select`` stage and a registry promotion both compute them here."""
+    from edgekit.bench.stats import ratio_ci
+
+    figures: dict[str, Any] = {}
+    for key, length, field in (("decode_ms", None, "decode"), ("prefill_ms", str(prompt_length), "prefill")):
+        base = [np.array(run[key][length] if length else run[key]) for run in baseline_runs]
+        own = [np.array(run[key][length] if length else run[key]) for run in runs]
+        low, high = ratio_ci(base, own, seed=seed)
+        figures[f"{field}_speedup"] = float(np.median([np.median(p) for p in base]) / np.median([np.median(p) for p in own]))
+        figures[f"{field}_speedup_ci95"] = [low, high]
+        figures[f"{field}_speedup_ci95_low"] = low
+    return figures
