@@ -175,6 +175,36 @@ def test_loading_a_variant_imports_neither_olive_nor_torch(olive_variants):
     assert loaded.isdisjoint(HEAVY_MODULES), loaded & set(HEAVY_MODULES)
 
 
+DECODE = """
+import json, sys
+from pathlib import Path
+from edgekit.runtimes import get_runtime
+
+config = get_runtime("olive")
+decoder = config.decoder_backend()("int4", config.options.parse({}, "options"), 2)
+decoder.load(Path(sys.argv[1]), 64)
+decoder.decode(int(decoder.prefill([1, 5, 9]).argmax()))
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+@pytest.mark.olive
+@pytest.mark.slow
+def test_a_decoder_variant_records_its_passes_and_runs_without_olive_or_torch(tiny_decoder, tmp_path):
+    from edgekit.runtimes.olive.config import OliveOptions
+    from edgekit.runtimes.olive.decoder import OliveDecoder
+
+    out, scratch = tmp_path / "variant", tmp_path / "scratch"
+    out.mkdir(), scratch.mkdir()
+    record = OliveDecoder("int4", OliveOptions(), threads=2).optimize(tiny_decoder, out, scratch)
+    assert [p["pass"] for p in record["passes"]] == ["onnxconversion", "onnxblockwisertnquantization"]
+    assert record["passes"][1]["config"]["block_size"] == 32 and record["quantization"]["matmuls_left_float"] == 0
+    assert str(tmp_path) not in json.dumps(record)  # the run's folders are placeholders: manifests compare across runs
+    done = subprocess.run([sys.executable, "-c", DECODE, str(out)], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "onnxruntime" in loaded and loaded.isdisjoint(HEAVY_MODULES), loaded & set(HEAVY_MODULES)
+
+
 @pytest.mark.olive
 @pytest.mark.slow
 def test_int8_static_without_calibration_sentences_says_how_to_fix(baseline_project, tmp_path):

@@ -22,6 +22,7 @@ from serve_project import DECODER
 from test_serve import TEST_SERVING, Server, _env
 
 from edgekit import registry as reg
+from edgekit.notebook.display import ServingView
 from edgekit.registry.errors import PromotionRefused
 
 pytestmark = pytest.mark.llamacpp
@@ -56,6 +57,15 @@ def server(project):
     running.stop()
 
 
+@pytest.fixture(scope="module")
+def shared(decoder_template, tmp_path_factory):
+    """One server for the tests that only ask (a server starts in about 4 s): the project and the server."""
+    project = copy(decoder_template, tmp_path_factory.mktemp("decoder-shared") / "project")
+    running = Server(project)
+    yield project, running.wait_ready()
+    running.stop()
+
+
 def test_a_decoder_version_records_its_kind_tokenizer_and_pinned_decoder_evidence(project):
     described = reg.describe(project, f"{DECODER}@v1.0.0")
     record = described["record"]
@@ -73,7 +83,8 @@ def test_promotion_rechecks_the_decoder_gates_on_the_pinned_samples(project):
     assert reg.describe(project, f"{DECODER}@v1.1.0")["stage"] is None
 
 
-def test_completions_answer_with_the_version_and_greedy_text_is_the_variants_own(project, server, tiny_decoder):
+def test_completions_answer_with_the_version_and_greedy_text_is_the_variants_own(shared):
+    project, server = shared
     from edgekit.runtimes import get_runtime
     from edgekit.tasks.generation.backend import greedy
 
@@ -102,7 +113,8 @@ def test_completions_answer_with_the_version_and_greedy_text_is_the_variants_own
     assert choice["text"].startswith(" "), "the continuation keeps the space that separates it from the prompt"
 
 
-def test_a_streamed_completion_is_the_same_text_in_server_sent_events(server):
+def test_a_streamed_completion_is_the_same_text_in_server_sent_events(shared):
+    _, server = shared
     request = {"prompt": "During January the lake", "max_tokens": 16, "temperature": 0}
     whole = httpx.post(f"{server.url}/v1/completions", json=request, timeout=30).json()
     events = []
@@ -132,7 +144,8 @@ def test_a_streamed_completion_is_the_same_text_in_server_sent_events(server):
     ({"prompt": "a", "model": "gpt-4"}, 404, "not served here"),
     ({"prompt": ["a", "b"], "stream": True}, 400, "one prompt"),
 ])
-def test_bad_completion_requests_get_a_4xx_that_says_what_to_change(server, body, status, says):
+def test_bad_completion_requests_get_a_4xx_that_says_what_to_change(shared, body, status, says):
+    _, server = shared
     answer = httpx.post(f"{server.url}/v1/completions", json=body, timeout=30)
     assert answer.status_code == status and says in answer.json()["error"]["message"], answer.text
     assert answer.headers["x-edgekit-version"] == "v1.0.0"
@@ -160,6 +173,9 @@ def test_monitor_records_time_to_first_token_per_token_latency_and_entropy_drift
     assert not drift["alarm"], drift   # live prompts are held-out sentences: the reference's own distribution
     observed = reg.observations(project, DECODER, "v1.0.0")
     assert observed and observed[-1]["type"] == "telemetry"
+    row = ServingView(observed)._rows()[-1]
+    assert row[5] == "output token" and row[6] == live["tpot_p50_ms"] and row[8] == summary["benchmark"]["tpot_p50_ms"]
+    assert "output token" in ServingView(observed).text()   # the registry panel's table: per output token
 
 
 def test_drift_alarms_when_prompts_change_kind(project, server):

@@ -235,7 +235,7 @@ class ServingView(TableView):
     """What servers saw of a version (``edgekit.registry.observations``): each ``edgekit monitor`` summary, live
     figures beside the benchmark's, with its drift verdict, and each blue-green ramp's outcome."""
 
-    HEADERS = ["seq", "event", "time", "answered", "error rate", "live p50 ms", "live p99 ms", "bench p50 ms", "bench p99 ms",
+    HEADERS = ["seq", "event", "time", "answered", "error rate", "per", "live p50 ms", "live p99 ms", "bench p50 ms", "bench p99 ms",
                "p99 live/bench", "drift / outcome"]
 
     def __init__(self, events: list[dict[str, Any]], ref: str | None = None):
@@ -251,7 +251,11 @@ class ServingView(TableView):
         summary = event.get("summary", {})
         live, bench, drift = summary.get("live", {}), summary.get("benchmark", {}), summary.get("drift", {})
         verdict = "ALARM" if drift.get("alarm") else (drift.get("status") or "-")
-        return [event["seq"], "telemetry", event["time"], live.get("answered"), live.get("error_rate"), live.get("p50_ms"),
+        if "completion_tokens" in live:  # a decoder: per output token (a request's latency depends on its max_tokens)
+            return [event["seq"], "telemetry", event["time"], live.get("answered"), live.get("error_rate"), "output token",
+                    live.get("tpot_p50_ms"), live.get("tpot_p99_ms"), bench.get("tpot_p50_ms"), bench.get("tpot_p99_ms"),
+                    summary.get("tpot_p99_live_over_benchmark"), verdict]
+        return [event["seq"], "telemetry", event["time"], live.get("answered"), live.get("error_rate"), "request", live.get("p50_ms"),
                 live.get("p99_ms"), bench.get("p50_ms"), bench.get("p99_ms"), summary.get("p99_live_over_benchmark"), verdict]
 
     @staticmethod
@@ -259,8 +263,8 @@ class ServingView(TableView):
         steps = [s for s in event.get("evidence", {}).get("timeline", []) if "requests" in s]
         last = steps[-1] if steps else {}
         outcome = f"ramp {event.get('outcome')} vs {event.get('against')}" + (f": {event['reason']}" if event.get("reason") else "")
-        return [event["seq"], "ramp", event["time"], sum(s["requests"] for s in steps), last.get("error_rate"), last.get("p50_ms"),
-                last.get("p99_ms"), None, None, None, outcome]
+        return [event["seq"], "ramp", event["time"], sum(s["requests"] for s in steps), last.get("error_rate"), "request",
+                last.get("p50_ms"), last.get("p99_ms"), None, None, None, outcome]
 
     def body(self) -> str:
         rows = [[*row[:-1], f'<b style="color:#cf222e">{html.escape(str(row[-1]))}</b>' if row[-1] == "ALARM" or "rolled_back" in str(row[-1])
