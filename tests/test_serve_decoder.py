@@ -155,8 +155,11 @@ def test_bad_completion_requests_get_a_4xx_that_says_what_to_change(shared, body
 
 
 def test_monitor_records_time_to_first_token_per_token_latency_and_entropy_drift(project, server):
-    prompts = (project / "data" / "decoder" / "heldout.txt").read_text().splitlines()
-    for prompt in prompts[:40]:   # whole sentences: the model mostly ends them at once (EOS), as it was trained
+    from edgekit.serve.cli import heldout_prompts
+
+    # live prompts drawn as the reference's are (held-out sentences cut at random), with another seed: no drift
+    prompts = heldout_prompts(project / "data" / "decoder" / "heldout.txt", seed=1)
+    for prompt in prompts[:40]:
         assert httpx.post(f"{server.url}/v1/completions", json={"prompt": prompt, "max_tokens": 8, "seed": 1}, timeout=30).status_code == 200
     continued = httpx.post(f"{server.url}/v1/completions", json={"prompt": "The lake was", "max_tokens": 8, "temperature": 0}, timeout=30)
     assert continued.json()["usage"]["completion_tokens"] >= 2
@@ -165,7 +168,7 @@ def test_monitor_records_time_to_first_token_per_token_latency_and_entropy_drift
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)["versions"][f"{DECODER}@v1.0.0"]
     live = summary["live"]
-    assert live["answered"] == 41 and live["completion_tokens"] >= 2
+    assert live["answered"] == 41 and live["completion_tokens"] >= 40
     assert live["ttft_p50_ms"] > 0 and live["tpot_p50_ms"] > 0 and summary["benchmark"]["tpot_p50_ms"] > 0
     assert summary["tpot_p50_live_over_benchmark"] > 0
     drift = summary["drift"]

@@ -136,13 +136,26 @@ def _reference(project: Path, folder: Path | None) -> list[str]:
 
 
 def _heldout(project: Path, folder: Path | None) -> list[str]:
-    """A decoder's drift reference: the held-out sentences (data/decoder/heldout.txt), which no training step saw."""
     path = (folder or project / "data" / "decoder") / "heldout.txt"
     if folder is not None and not path.is_file():
         raise ConfigError("--reference", str(folder), f"a folder holding heldout.txt ({path} is missing)", "the command line")
-    if not path.is_file():
-        return []
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return heldout_prompts(path) if path.is_file() else []
+
+
+def heldout_prompts(path: Path, seed: int = 0) -> list[str]:
+    """A decoder's drift reference: each held-out sentence (which no training step saw) cut after a seeded random
+    number of its words, at least one and fewer than all, as a completion prompt is text to continue. (Whole
+    sentences would not do: after a sentence's full stop the model is all but certain of the end of text, so
+    every real prompt would raise the entropy alarm; measured, KS statistic 1.0.)"""
+    import random
+
+    rng = random.Random(seed)
+    prompts = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if len(words) >= 2:
+            prompts.append(" ".join(words[: rng.randint(1, len(words) - 1)]))
+    return prompts
 
 
 def _monitor(args: argparse.Namespace) -> None:
