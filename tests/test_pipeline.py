@@ -286,11 +286,34 @@ def _promote_approve_verify_fetch_reproduce(clone: Path, tmp_path: Path, key: Pa
     assert len(deterministic) == 3 and all(m["ok"] for m in deterministic), reproduced["lines"]
 
 
+def _start_server(clone: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`edgekit serve *args` on a free loopback port with one thread, once /readyz answers 200: the process and its URL."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    env = {k: v for k, v in env.items() if not k.startswith(("PROMETHEUS", "EDGEKIT_IMPORT_TRACE"))}
+    server = subprocess.Popen(["edgekit", "serve", *args, "--port", str(port), "--threads", "1"],
+                              cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        assert server.poll() is None, server.stdout.read().decode()[-3000:]
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return server, url
+
+
 def _serve_the_fetched_copy_and_monitor(clone: Path, tmp_path: Path, registered: dict, variant: str) -> None:
     """The README's "Serve and watch" on the real variant: `edgekit serve --folder` of the fetched copy answers with
     the variant's own embedding and the version's identity, and `edgekit monitor` records it in the registry."""
-    import socket
-    import time
 
     import httpx
     import numpy as np
@@ -298,22 +321,8 @@ def _serve_the_fetched_copy_and_monitor(clone: Path, tmp_path: Path, registered:
     from edgekit.serve.engine import EmbeddingEngine
     from edgekit.serve.resolve import resolve
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
-    env = {k: v for k, v in env.items() if not k.startswith(("PROMETHEUS", "EDGEKIT_IMPORT_TRACE"))}
-    server = subprocess.Popen(["edgekit", "serve", "--folder", str(tmp_path / "deploy"), "--port", str(port), "--threads", "1"],
-                              cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server, url = _start_server(clone, "--folder", str(tmp_path / "deploy"))
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            assert server.poll() is None, server.stdout.read().decode()[-3000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         text = "A man is playing a guitar on the stage."
         answer = httpx.post(f"{url}/v1/embeddings", json={"model": registered["model"], "input": [text]}, timeout=60)
         assert answer.status_code == 200, answer.text
@@ -336,8 +345,6 @@ def test_a_decoder_version_is_registered_promoted_and_served_on_completions(clon
     """The README's decoder story on the real pipeline's recommended decoder variant: `register --decoder` (the
     tokenizer scanned), promote to staging through the decoder gates, `edgekit serve --stage staging` answers
     /v1/completions with the variant's own greedy text, and `edgekit monitor` records TTFT and per-token figures."""
-    import socket
-    import time
 
     import httpx
 
@@ -357,23 +364,8 @@ def test_a_decoder_version_is_registered_promoted_and_served_on_completions(clon
         ref = f"{registered['model']}@{registered['version']}"
         promoted = json.loads(run(["edgekit", "registry", "promote", ref, "--json"], clone).stdout)
         assert promoted["stage"] == "staging" and "decode_speedup" in promoted["gates"]["values"], promoted
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
-        env = {k: v for k, v in env.items() if not k.startswith(("PROMETHEUS", "EDGEKIT_IMPORT_TRACE"))}
-        server = subprocess.Popen(["edgekit", "serve", "--model", registered["model"], "--stage", "staging", "--port", str(port),
-                                   "--threads", "1", "--telemetry", str(tmp_path / "telemetry")],
-                                  cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        server, url = _start_server(clone, "--model", registered["model"], "--stage", "staging", "--telemetry", str(tmp_path / "telemetry"))
         try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(600):
-                assert server.poll() is None, server.stdout.read().decode()[-3000:]
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
             prompt = "During January the lake"
             answer = httpx.post(f"{url}/v1/completions", json={"prompt": prompt, "max_tokens": 12, "temperature": 0}, timeout=60)
             assert answer.status_code == 200, answer.text

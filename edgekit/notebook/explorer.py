@@ -90,6 +90,14 @@ def filter_rows(rows: list[dict[str, Any]], runtime: str = ALL, precision: str =
     return [r for r in rows if runtime in (ALL, r["runtime"]) and precision in (ALL, r["precision"]) and verdict in (ALL, r["verdict"])]
 
 
+def keep_choice(dropdown: widgets.Dropdown, names: list[str]) -> None:
+    """Give ``dropdown`` these options, keeping its value when it is still one of them."""
+    current = dropdown.value
+    dropdown.options = names
+    if current in names:
+        dropdown.value = current
+
+
 def choices(rows: list[dict[str, Any]], key: str) -> list[str]:
     """A filter's options: every value of ``key`` in ``rows``, after ``ALL``."""
     return [ALL, *sorted({str(r[key]) for r in rows if r[key] is not None})]
@@ -176,10 +184,7 @@ class BenchmarkExplorer:
                         hoverinfo="skip", line=dict(dash="dot", color="#0969da", shape="hv"), marker=dict(size=4, color="#0969da"))
             best.update(x=[r["p50_ms"] for r in star], y=[r["retention"] for r in star], text=[r["variant"] for r in star],
                         marker=dict(symbol="star", size=18, color="#bf8700", line=dict(width=1, color="black")))
-        current = self.chosen.value
-        self.chosen.options = [r["variant"] for r in self.visible]
-        if current in self.chosen.options:
-            self.chosen.value = current
+        keep_choice(self.chosen, [r["variant"] for r in self.visible])
 
     def _clicked(self, trace, points, state) -> None:
         if points.point_inds:
@@ -584,10 +589,7 @@ class DecoderSection:
             best.update(x=[r["decode_speedup"] for r in star], y=[heights[r["variant"]] for r in star],
                         text=[r["variant"] for r in star],
                         marker=dict(symbol="star", size=18, color="#bf8700", line=dict(width=1, color="black")))
-        current = self.chosen.value
-        self.chosen.options = [r["variant"] for r in self.visible]
-        if current in self.chosen.options:
-            self.chosen.value = current
+        keep_choice(self.chosen, [r["variant"] for r in self.visible])
 
     def _clicked(self, trace, points, state) -> None:
         if points.point_inds:

@@ -115,6 +115,7 @@ class GenerationEngine:
         logits = self.backend.prefill(ids)
         done.entropy = entropy(logits)
         sent, last = 0, started
+        head = self.tokenizer.decode([ids[-1]], skip_special_tokens=True)
         while len(done.ids) < sampling.max_tokens:
             token = _choose(logits, sampling, rng)
             now = time.perf_counter()
@@ -127,7 +128,7 @@ class GenerationEngine:
                 done.finish_reason = "stop"
                 break
             done.ids.append(token)
-            text = self._text(ids[-1], done.ids)
+            text = self._text(ids[-1], head, done.ids)
             cut = _stop_at(text, sampling.stop)
             if cut is not None:
                 done.text, done.finish_reason = text[:cut], "stop"
@@ -146,10 +147,10 @@ class GenerationEngine:
             emit(done.text[sent:])
         return done
 
-    def _text(self, anchor: int, ids: list[int]) -> str:
-        """The text of ``ids`` as it continues the prompt: decoded after the prompt's last token, whose own text is
-        then cut off (SentencePiece drops the leading space of the first token it decodes)."""
-        head = self.tokenizer.decode([anchor], skip_special_tokens=True)
+    def _text(self, anchor: int, head: str, ids: list[int]) -> str:
+        """The text of ``ids`` as it continues the prompt: decoded after the prompt's last token (``anchor``, whose
+        own text is ``head``) and cut after it, since SentencePiece drops the leading space of the first token it
+        decodes."""
         return self.tokenizer.decode([anchor, *ids], skip_special_tokens=True)[len(head):]
 
     def _inject(self) -> None:
