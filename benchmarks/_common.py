@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from edgekit.datasets import load_eval_pairs, unique_sentences
-from edgekit.embedding import TextEncoder
 from edgekit.layout import Layout
 from edgekit.params import load_params
 from edgekit.runtimes import get_runtime
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 
 def load_variant(project: Path, name: str):
@@ -18,7 +18,7 @@ def load_variant(project: Path, name: str):
     layout = Layout(project)
     manifest = json.loads((layout.variant_dir(name) / "manifest.json").read_text())
     config = get_runtime(manifest["runtime"])
-    backend = config.backend()(manifest["precision"], config.options.parse(manifest["options"], "options"), params.threads)
+    backend = config.backend("embedding")(manifest["precision"], config.options.parse(manifest["options"], "options"), params.threads)
     backend.load(layout.variant_dir(name))
     texts = unique_sentences(load_eval_pairs(layout))
     batch = TextEncoder(layout.variant_dir(name), 32).fixed_length_batch(texts, 1, 32)

@@ -52,11 +52,11 @@ from edgekit.bench import system
 from edgekit.bench.harness import THREAD_ENV, run_worker, scenario_request
 from edgekit.bench.stats import median_ci
 from edgekit.datasets import load_eval_pairs, unique_sentences
-from edgekit.embedding import TextEncoder
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest
 from edgekit.params import load_params
 from edgekit.runtimes import get_runtime
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 SEQ, BATCH, SECONDS = 32, 1, 5
 # What each side's settings say it ran on; benchmark_app says it only when it filled no input at random.

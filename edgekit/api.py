@@ -185,7 +185,7 @@ def model_card(project: str | Path = ".", variant: str | None = None, notebook: 
 
 
 def doctor(project: str | Path = ".") -> dict[str, Any]:
-    """What this machine offers: Python, lock digest, CPU and ISA, each runtime with its devices."""
+    """What this machine offers: Python, lock digest, CPU and ISA, each runtime with its devices, each model kind."""
     from edgekit.fingerprint import fingerprint
     from edgekit.runtimes import runtimes
 
@@ -195,7 +195,20 @@ def doctor(project: str | Path = ".") -> dict[str, Any]:
         # Asking for devices imports the runtime, so only for installed ones and only here.
         entry["devices"] = _devices(config) if entry["available"] else []
     record["recommendation"] = _recommendation(record, Layout(Path(project)))
+    record["kinds"] = _kinds()
     return record
+
+
+def _kinds() -> dict[str, Any]:
+    """Each model kind: what it is, the params.yaml section and stages that carry it, the runtimes serving it."""
+    from edgekit.tasks.base import get_task, task_names
+
+    kinds = {}
+    for name in task_names():
+        task = get_task(name)
+        kinds[name] = {"summary": task.summary, "params_section": task.params_section, "stages": list(task.stages),
+                       "runtimes": task.runtimes(), "fairness_checks": sorted(task.fairness_checks())}
+    return kinds
 
 
 def _recommendation(record: dict[str, Any], layout: Layout) -> dict[str, Any]:

@@ -312,13 +312,20 @@ def doctor(project: Project = Path("."), as_json: Annotated[bool, typer.Option("
     out.print(f"lock: {record['lock_sha256'] or 'requirements/lock.txt not found'}")
     out.print(f"CPU: {cpu['model']} ({cpu['architecture']}), {cpu['physical_cores']} physical / {cpu['logical_cores']} logical cores")
     out.print(f"ISA: {' '.join(cpu['isa']) or 'none detected'}; accelerators: {', '.join(record['accelerators']) or 'none'}")
-    table = Table("runtime", "status", "versions", "devices", "precisions", "decoder precisions")
+    from edgekit.tasks.base import task_names
+
+    kinds = task_names()
+    table = Table("runtime", "status", "versions", "devices", *(f"{kind} precisions" for kind in kinds))
     for name, runtime in record["runtimes"].items():
         versions = ", ".join(f"{k} {v}" for k, v in runtime["versions"].items())
         status = "[green]found[/]" if runtime["available"] else f"[yellow]missing[/] {escape(', '.join(runtime['missing']))}: {escape(runtime['install'])}"
-        table.add_row(name, status, versions, ", ".join(runtime["devices"]), ", ".join(runtime["precisions"]),
-                      ", ".join(runtime.get("decoder_precisions", [])) or "-")
+        table.add_row(name, status, versions, ", ".join(runtime["devices"]),
+                      *(", ".join(runtime["kinds"].get(kind, [])) or "-" for kind in kinds))
     out.print(table)
+    for kind, about in record["kinds"].items():
+        fairness = ", ".join(about["fairness_checks"]) or "none defined"
+        out.print(f"kind {kind}: {escape(about['summary'])}; params.yaml `{about['params_section']}:`; "
+                  f"runtimes {', '.join(about['runtimes'])}; fairness checks: {fairness}")
     from edgekit.decide.hardware import describe
 
     out.print(f"recommended here: {escape(describe(record['recommendation']))}")

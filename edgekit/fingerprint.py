@@ -92,8 +92,7 @@ def runtimes() -> dict[str, dict[str, Any]]:
             "versions": {p.dependency.distribution: p.version for p in probes if p.found},
             "missing": missing,
             "install": install_command(config.extra) if missing else None,
-            "precisions": list(config.precisions),
-            "decoder_precisions": list(config.decoder_precisions),
+            "kinds": {kind: list(support.precisions) for kind, support in config.kinds.items()},
         }
     return report
 

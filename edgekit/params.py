@@ -173,9 +173,10 @@ class VariantParams:
         if not deep:
             return cls(name, runtime_name, raw.get("precision"), None, scenarios, validated=False)
         runtime = get_runtime(runtime_name, f"{field_name}.runtime")
-        precision = _typed(raw, "precision", str, runtime.precisions[0], field_name)
-        if precision not in runtime.precisions:
-            raise UnknownNameError(f"{field_name}.precision", precision, list(runtime.precisions))
+        precisions = runtime.support("embedding", f"{field_name}.runtime").precisions
+        precision = _typed(raw, "precision", str, precisions[0], field_name)
+        if precision not in precisions:
+            raise UnknownNameError(f"{field_name}.precision", precision, list(precisions))
         options = runtime.options.parse(raw.get("options"), f"{field_name}.options")
         return cls(name, runtime.name, precision, options, scenarios)
 
@@ -282,7 +283,7 @@ def _number(raw: dict, key: str, default: float, field: str) -> float:
 
 @dataclass(frozen=True)
 class FairnessParams:
-    """How the evaluate stage checks fairness (see ``edgekit.fairness``).
+    """How the evaluate stage checks fairness (see ``edgekit.tasks.embedding.fairness``).
 
     Attributes:
         check: a registered fairness check for the model kind.
@@ -300,7 +301,7 @@ class FairnessParams:
         check = _typed(raw, "check", str, cls.check, "evaluate.fairness")
         if not registry:
             return cls(check, _number(raw, "tolerance", cls.tolerance, "evaluate.fairness"))
-        from edgekit.fairness import check_tolerance, get_fairness_check
+        from edgekit.tasks.embedding.fairness import check_tolerance, get_fairness_check
 
         params = cls(check, check_tolerance(raw.get("tolerance", cls.tolerance), "evaluate.fairness.tolerance"))
         get_fairness_check(params.check, "evaluate.fairness.check")

@@ -74,7 +74,7 @@ def build_decoder_serve_project(folder: Path, keys: dict[str, Path], tiny_decode
     gguf = source / "decoder_variants" / "gguf-q8_0"
     gguf.mkdir(parents=True)
     options = get_runtime("llamacpp").options.parse({}, "test")
-    decoder = get_runtime("llamacpp").decoder_backend(for_optimize=True)("q8_0", options, 2)
+    decoder = get_runtime("llamacpp").backend("generation", for_optimize=True)("q8_0", options, 2)
     with tempfile.TemporaryDirectory() as scratch:
         steps = decoder.optimize(tiny_decoder, gguf, Path(scratch))
     for name in ("gguf-q8_0", "gguf-slow"):

@@ -19,10 +19,10 @@ import yaml
 from edgekit import api
 from edgekit.bench.harness import run_worker, scenario_request
 from edgekit.datasets import load_eval_pairs, unique_sentences
-from edgekit.embedding import TextEncoder
 from edgekit.layout import Layout
 from edgekit.params import load_params
 from edgekit.runtimes import get_runtime
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 MINILM_LAYERS = 6
 
@@ -50,7 +50,7 @@ def _worker_run(project: Path, name: str, scratch: Path, batch_size: int = 1, se
 
 def _load(project: Path, name: str, runtime: str, precision: str = "fp32", options: dict | None = None):
     config = get_runtime(runtime)
-    backend = config.backend()(precision, config.options.parse(options, "options"), load_params(project / "params.yaml").threads)
+    backend = config.backend("embedding")(precision, config.options.parse(options, "options"), load_params(project / "params.yaml").threads)
     backend.load(Layout(project).variant_dir(name))
     return backend
 

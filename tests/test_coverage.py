@@ -171,7 +171,7 @@ TEXTS = ["the cat sat on the mat.", "a dog ran far.", "the quick brown fox jumps
 
 @pytest.mark.parametrize(("batch_size", "seq_length"), [(1, 32), (8, 128), (3, 17)])
 def test_fixed_length_batch_is_exactly_batch_by_seq_real_tokens(tokenizer_folder, batch_size, seq_length):
-    from edgekit.embedding import TextEncoder
+    from edgekit.tasks.embedding.encoding import TextEncoder
 
     batch = TextEncoder(tokenizer_folder, max_length=seq_length).fixed_length_batch(TEXTS, batch_size, seq_length)
     for name in ("input_ids", "attention_mask", "token_type_ids"):
@@ -184,7 +184,7 @@ def test_fixed_length_batch_is_exactly_batch_by_seq_real_tokens(tokenizer_folder
 
 
 def test_fixed_length_batch_refuses_texts_too_short_to_fill_a_row(tokenizer_folder):
-    from edgekit.embedding import TextEncoder
+    from edgekit.tasks.embedding.encoding import TextEncoder
 
     with pytest.raises(ValueError, match="could not build 64-token rows"):
         TextEncoder(tokenizer_folder, max_length=64).fixed_length_batch(["a cat."], 1, 64)

@@ -1,9 +1,9 @@
 """One conformance suite for every runtime's decoder backend, on a small LLaMA made here.
 
-For each (runtime, precision) a runtime declares (``decoder_precisions``): make the variant, load it,
+For each (runtime, precision) a runtime declares for the generation kind (``kinds["generation"]``): make the variant, load it,
 and check what a user of a decoder relies on: logits of the right shape and dtype, the same logits
 on a second run, the KV-cache path (prefill then decode) agreeing with scoring the whole sequence,
-next-token fidelity against the fp32 PyTorch baseline within the runtime's ``decoder_floor``, greedy
+next-token fidelity against the fp32 PyTorch baseline within the runtime's floor for it, greedy
 output identical to the baseline's where the floor asks for it, and the variant's own tokenizer (a
 GGUF carries one) agreeing with the baseline's token for token.
 """
@@ -20,7 +20,8 @@ from edgekit.tasks.generation.backend import greedy
 from edgekit.tasks.generation.corpus import token_stream, windows
 from edgekit.tasks.generation.metrics import log_softmax, window_scores
 
-CASES = [(name, precision) for name in runtime_names() for precision in get_runtime(name).decoder_precisions]
+CASES = [(name, precision) for name in runtime_names() if "generation" in get_runtime(name).kinds
+         for precision in get_runtime(name).support("generation").precisions]
 MARKS = {"pytorch": [], "onnxruntime": [pytest.mark.onnxruntime], "openvino": [pytest.mark.openvino],
          "llamacpp": [pytest.mark.llamacpp], "mlx": [pytest.mark.mlx, pytest.mark.slow], "olive": [pytest.mark.olive]}
 CONTEXT = 256
@@ -50,8 +51,8 @@ def _variant(runtime: str, precision: str, source: Path, tmp_path: Path):
     out, scratch = tmp_path / "variant", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
-    config.decoder_backend(for_optimize=True)(precision, options, 2).optimize(source, out, scratch)
-    decoder = config.decoder_backend()(precision, options, 2)
+    config.backend("generation", for_optimize=True)(precision, options, 2).optimize(source, out, scratch)
+    decoder = config.backend("generation")(precision, options, 2)
     decoder.load(out, CONTEXT)
     return config, decoder
 
@@ -60,7 +61,7 @@ def _variant(runtime: str, precision: str, source: Path, tmp_path: Path):
                          ids=[f"{r}-{p}" for r, p in CASES])
 def test_decoder_conforms(runtime, precision, tiny_decoder, reference, tmp_path):
     config, decoder = _variant(runtime, precision, tiny_decoder, tmp_path)
-    floor = config.decoder_floor[precision]
+    floor = config.support("generation").floors[precision]
     ids = reference["windows"][0]
     scored = decoder.score(ids)
     assert scored.shape == (len(ids), 1024) and scored.dtype == np.float32 and np.isfinite(scored).all()
@@ -87,8 +88,8 @@ def test_decoder_conforms(runtime, precision, tiny_decoder, reference, tmp_path)
 
 def test_every_decoder_precision_has_a_floor():
     for name in runtime_names():
-        config = get_runtime(name)
-        assert set(config.decoder_floor) == set(config.decoder_precisions), name
+        support = get_runtime(name).kinds.get("generation")
+        assert support is None or set(support.floors) == set(support.precisions), name
 
 
 def test_log_softmax_is_normalized():

@@ -131,7 +131,9 @@ def test_every_runtime_config_and_its_options_load_without_its_runtime():
         "from edgekit.runtimes import runtimes\n"
         "for config in runtimes().values():\n"
         "    config.options.parse({}, 'options')\n"
-        "    assert config.precisions and set(config.fidelity_floor) == set(config.precisions), config.name\n"
+        "    assert config.kinds, config.name\n"
+        "    for kind, support in config.kinds.items():\n"
+        "        assert set(support.floors) == set(support.precisions), (config.name, kind)\n"
     )
     assert not modules & HEAVY
 

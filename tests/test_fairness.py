@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from edgekit import fairness
 from edgekit.errors import ConfigError, DataError, UnknownNameError
-from edgekit.fairness import (
+from edgekit.tasks.embedding import fairness
+from edgekit.tasks.embedding.fairness import (
     FAIRNESS_SET_FILE,
     CounterfactualPair,
     CounterfactualSimilarity,
@@ -340,17 +340,17 @@ def test_plugins_come_from_entry_points_and_cannot_shadow_builtins(monkeypatch):
 
 @pytest.mark.pytorch
 def test_baseline_model_scores_the_shipped_pairs(baseline_project):
-    from edgekit.embedding import TextEncoder
     from edgekit.fsutil import read_json
     from edgekit.layout import Layout
     from edgekit.params import load_params
-    from edgekit.quality import embed
     from edgekit.runtimes import get_runtime
+    from edgekit.tasks.embedding.encoding import TextEncoder
+    from edgekit.tasks.embedding.metrics import embed
 
     params = load_params(baseline_project / "params.yaml")
     folder = Layout(baseline_project).source_model
     variant = params.baseline_variant
-    backend = get_runtime(variant.runtime).backend()(variant.precision, variant.options, threads=1)
+    backend = get_runtime(variant.runtime).backend("embedding")(variant.precision, variant.options, threads=1)
     backend.load(folder)
     encoder = TextEncoder(folder, params.model.max_seq_length)
     pooling = read_json(folder / "embedding.json")

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from edgekit import api
-from edgekit.embedding import TextEncoder
 from edgekit.errors import ConfigError
 from edgekit.layout import Layout
 from edgekit.runtimes.llamacpp import converter
 from edgekit.runtimes.llamacpp.config import LlamaCppConfig, LlamaCppOptions
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 PINNED_VERSION = "0.3.36"
 PRECISIONS_BY_SIZE = ("f32", "f16", "q8_0", "q5_k_m", "q4_k_m")  # largest file first

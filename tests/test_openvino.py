@@ -15,12 +15,12 @@ from test_runtimes import with_variant
 from conftest import REPO
 from edgekit import api
 from edgekit.datasets import load_validation_pairs, read_sentences
-from edgekit.embedding import TextEncoder
 from edgekit.errors import ConfigError
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest
 from edgekit.params import load_params, parse_params
 from edgekit.runtimes import get_runtime
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 TEXTS = ["A cat sits on the mat.", "Quarterly revenue rose by four percent on strong exports."]
 
@@ -77,7 +77,7 @@ def _loaded(project, name: str, options: dict | None = None):
     variant = params.variant(name)
     config = get_runtime("openvino")
     parsed = config.options.parse(options, "options") if options is not None else variant.options
-    backend = config.backend()(variant.precision, parsed, params.threads)
+    backend = config.backend("embedding")(variant.precision, parsed, params.threads)
     backend.load(Layout(project).variant_dir(name))
     return backend
 

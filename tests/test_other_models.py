@@ -79,7 +79,7 @@ def test_mlx_skips_distilbert_by_name_and_every_later_stage_says_why(distilbert_
 @pytest.mark.pytorch
 def test_a_model_type_transformers_does_not_know_is_unsupported_not_a_crash(tmp_path):
     from edgekit.errors import UnsupportedModelError
-    from edgekit.runtimes.base import encoder_class
+    from edgekit.tasks.embedding.backend import encoder_class
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "edgekit-unknown", "architectures": ["X"]}))
     with pytest.raises(UnsupportedModelError, match="cannot load model_type 'edgekit-unknown': transformers does not know it"):

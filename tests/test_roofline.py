@@ -7,14 +7,8 @@ import threading
 import pytest
 
 from edgekit.bench import roofline
-from edgekit.bench.roofline import (
-    bytes_per_weight,
-    compute_precision,
-    encoder_flops,
-    memory_bandwidth_gbs,
-    roofline_point,
-    weight_bytes_per_call,
-)
+from edgekit.bench.roofline import bytes_per_weight, compute_precision, memory_bandwidth_gbs, roofline_point
+from edgekit.tasks.embedding.roofline import encoder_flops, weight_bytes_per_call
 
 PEAKS = {"fp32_gemm_gflops": 200.0, "int8_gemm_gops": 700.0, "bf16_gemm_gflops": 330.0, "memory_bandwidth_gbs": 25.0}
 MINILM = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6, "vocab_size": 30522}

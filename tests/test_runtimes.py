@@ -2,7 +2,7 @@
 
 Each case: optimize on the small offline model, manifest digests match the files, load, run,
 output shape and dtype, a second run gives the same output, and fidelity to the PyTorch baseline
-at or above the floor the runtime's config declares for that precision (``fidelity_floor``).
+at or above the floor the runtime's config declares for that precision (``kinds["embedding"].floors``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import yaml
 
 from conftest import MARKER_DEPENDENCIES
 from edgekit import api
-from edgekit.embedding import TextEncoder
 from edgekit.fsutil import read_json, sha256_file
 from edgekit.layout import Layout
 from edgekit.manifest import verify_manifest
 from edgekit.params import load_params
 from edgekit.runtimes import clear_cache, get_runtime, runtimes
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 
 def conformance_cases() -> list:
@@ -32,9 +32,10 @@ def conformance_cases() -> list:
     for name, config in sorted(runtimes().items()):
         if name not in MARKER_DEPENDENCIES:
             continue  # a runtime registered by a test, not a built-in
-        for precision in config.precisions:
-            default = ({}, config.fidelity_floor[precision])
-            for options, floor in (default, *config.conformance_options.get(precision, ())):
+        support = config.support("embedding")
+        for precision in support.precisions:
+            default = ({}, support.floors[precision])
+            for options, floor in (default, *support.conformance_options.get(precision, ())):
                 suffix = "-".join(f"{k}-{v}" for k, v in options.items()).lower()
                 case_id = "-".join(filter(None, (name, precision, suffix)))
                 cases.append(pytest.param(name, precision, options, floor.cosine_mean, floor.retention,
@@ -70,7 +71,7 @@ def test_runtime_conformance(baseline_project, runtime, precision, options, min_
 
     params = load_params(baseline_project / "params.yaml")
     config = get_runtime(runtime)
-    backend = config.backend()(precision, config.options.parse(options, "options"), params.threads)
+    backend = config.backend("embedding")(precision, config.options.parse(options, "options"), params.threads)
     backend.load(folder)
     batch = TextEncoder(folder, 64).encode(["A cat sits on the mat.", "Quarterly revenue rose by four percent."])
     first, second = backend.run(batch), backend.run(batch)
@@ -116,7 +117,10 @@ PLUGIN = """
 import dataclasses, os, time
 from edgekit.deps import Dependency
 from edgekit.errors import UnsupportedModelError, VariantError
-from edgekit.runtimes.base import Backend, Options, RuntimeConfig
+from edgekit.runtimes.base import Options, RuntimeConfig
+from edgekit.tasks.base import Support
+from edgekit.tasks.embedding.backend import Backend
+from edgekit.tasks.embedding.task import FidelityFloor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,15 +149,18 @@ class Misbehaving(Backend):
 
 
 class GhostConfig(RuntimeConfig):
-    name, extra, precisions, options = "ghost", "ghost", ("fp32",), NoOptions
+    name, extra, options = "ghost", "ghost", NoOptions
+    kinds = {"embedding": Support("unused:Unused", ("fp32",), {"fp32": FidelityFloor(0.99, 0.99)})}
     dependencies = (Dependency("edgekit_ghost_runtime", "ghost-runtime", "ghost"),)
-    backend_path = "unused:Unused"
+
+
+CRASHES = ("raise", "abort", "hang", "unsupported", "refuse")
 
 
 class CrashConfig(RuntimeConfig):
-    name, extra, precisions, options = "crash", "crash", ("raise", "abort", "hang", "unsupported", "refuse"), NoOptions
+    name, extra, options = "crash", "crash", NoOptions
+    kinds = {"embedding": Support("edgekit_test_plugin:Misbehaving", CRASHES, {p: FidelityFloor(0.99, 0.99) for p in CRASHES})}
     dependencies = ()
-    backend_path = "edgekit_test_plugin:Misbehaving"
 """
 
 
@@ -229,7 +236,7 @@ def test_missing_and_misbehaving_runtimes_are_recorded_and_the_rest_go_on(baseli
 
 
 def test_an_optimize_context_without_the_pipeline_encoder_is_refused(tmp_path):
-    from edgekit.runtimes.base import OptimizeContext
+    from edgekit.tasks.embedding.backend import OptimizeContext
 
     fields = ([], [], 0.0, 128, {"pooling": "mean", "normalize": True}, 0, tmp_path)
     with pytest.raises(TypeError, match="encoder"):

@@ -102,7 +102,7 @@ def test_completions_answer_with_the_version_and_greedy_text_is_the_variants_own
 
     folder = project / "models" / "decoder_variants" / "gguf-q8_0"
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    decoder = get_runtime("llamacpp").decoder_backend()("q8_0", get_runtime("llamacpp").options.parse({}, "test"), 1)
+    decoder = get_runtime("llamacpp").backend("generation")("q8_0", get_runtime("llamacpp").options.parse({}, "test"), 1)
     decoder.load(folder, 512)
     prompt = [tokenizer.bos_token_id, *tokenizer.encode("The lake was", add_special_tokens=False)]
     expected = greedy(decoder, prompt, body["usage"]["completion_tokens"])

@@ -15,7 +15,7 @@ from edgekit.bench.stats import (
     summarize,
     summarize_processes,
 )
-from edgekit.embedding import cosine_rows, pool, rankdata, spearman
+from edgekit.tasks.embedding.encoding import cosine_rows, pool, rankdata, spearman
 
 ONE_TO_HUNDRED = [float(i) for i in range(1, 101)]
 

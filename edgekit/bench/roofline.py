@@ -10,9 +10,9 @@ CPU canary's best time is the reference the benchmark worker checks each CPU's s
 
 A variant's point on the roofline uses what one call really does:
 
-- **bytes**: the encoder weights one call reads (``weight_bytes_per_call``), at the width the runtime
-  holds them in memory (``bytes_per_weight``); of the embedding table only the gathered rows count.
-  Tokenizer files, the unread table rows and other files on disk do not, so ``size_mb`` is not used.
+- **flops and bytes**: the model kind's FLOP/byte model (``Task.roofline``; for the encoder, the weights one
+  call reads, of the embedding table only the gathered rows) at the width the runtime holds a weight in
+  memory (``bytes_per_weight``).
 - **peak**: the precision the runtime computes the encoder's matrices in (``compute_precision``). Only
   kernels that multiply int8 by int8 are held to the int8 GEMM peak; weight-only int8 (OpenVINO
   ``int8-weights`` at bf16), llama.cpp's q8_0 and K-quants and MLX's quantized matrices dequantize and
@@ -21,8 +21,8 @@ A variant's point on the roofline uses what one call really does:
 Example:
     >>> peaks = calibrate(threads=2)
     >>> compute = compute_precision("onnxruntime", "int8", {})
-    >>> weight_bytes = weight_bytes_per_call(config, 1, 32, bytes_per_weight("onnxruntime", "int8", {})[0])
-    >>> roofline_point(encoder_flops(config, 1, 32), weight_bytes, seconds=0.0017, peaks=peaks, compute=compute)
+    >>> cost = get_task("embedding").roofline("b1_s32", {"config": config, "bytes_per_weight": 1.0})
+    >>> roofline_point(cost["flops"], cost["bytes"], seconds=0.0017, peaks=peaks, compute=compute)
 """
 
 from __future__ import annotations
@@ -152,15 +152,6 @@ def calibrate(threads: int) -> dict[str, Any]:
     }
 
 
-def encoder_flops(config: dict[str, Any], batch_size: int, seq_length: int) -> float:
-    """Multiply-add FLOPs of one BERT-style encoder forward pass (embeddings and pooling left out)."""
-    hidden, inner = config["hidden_size"], config["intermediate_size"]
-    layers, tokens = config["num_hidden_layers"], batch_size * seq_length
-    projections = 4 * hidden * hidden + 2 * hidden * inner  # Q, K, V, O and the two FFN matrices
-    attention = 2 * seq_length * hidden  # scores and context, per token
-    return 2.0 * layers * tokens * (projections + attention)
-
-
 # Bytes one weight of an encoder matrix takes in memory while a call reads it, by the variant's precision.
 # llama.cpp block formats (ggml-common.h): q8_0 is 32 int8 + an fp16 scale = 34 bytes per 32 weights;
 # q5_K is 176 bytes per 256 weights (5.5 bits), q4_K 144 per 256 (4.5 bits). The _M mixes keep a few
@@ -215,21 +206,6 @@ def compute_precision(runtime: str, precision: str, settings: dict[str, Any]) ->
     if (runtime, precision) == ("openvino", "int8-weights") and computed_in == "f32" and settings.get("dynamic_quantization_group_size"):
         return "int8"
     return "bf16" if computed_in == "bf16" else "fp32"
-
-
-def weight_bytes_per_call(config: dict[str, Any], batch_size: int, seq_length: int, width: float) -> float:
-    """Bytes of weights one encoder call reads.
-
-    The six matrices of every layer at ``width`` bytes per weight; of the embeddings only the rows
-    gathered (one word row per token, one position row per position, one token-type row: the
-    benchmark's batches are all type 0), at the same width; biases and LayerNorm parameters at fp32,
-    which every runtime here keeps them in. The pooler is left out, as in ``encoder_flops``.
-    """
-    hidden, inner, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    matrices = layers * (4 * hidden * hidden + 2 * hidden * inner)
-    vectors = layers * (4 * hidden + inner + hidden + 4 * hidden) + 2 * hidden  # biases, LayerNorms, embedding LayerNorm
-    gathered_rows = batch_size * seq_length + seq_length + 1
-    return (matrices + gathered_rows * hidden) * width + vectors * 4.0
 
 
 PEAKS = {"int8": ("int8_gemm_gops", "int8 GEMM"), "bf16": ("bf16_gemm_gflops", "bf16 GEMM"),

@@ -35,7 +35,7 @@ from typing import Any
 from edgekit.bench import system
 from edgekit.bench.roofline import energy_counter_uj
 from edgekit.bench.stats import relative_half_width
-from edgekit.embedding import TextEncoder
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 _CHECK_EVERY = 10  # samples between convergence checks (each one sorts the samples)
 
@@ -77,14 +77,14 @@ def _rss_bytes() -> int:
 def import_runtime(config) -> tuple[type, list[str]]:
     """Import the runtime's backend and packages, so the "before load" RSS already holds them.
 
-    ``config.backend()`` imports the backend module, which imports the runtime at its top today;
+    ``config.backend("embedding")`` imports the backend module, which imports the runtime at its top today;
     the dependencies are imported by name as well, so a backend that imports its runtime lazily
     inside ``load()`` cannot move the runtime's own memory into the model's.
 
     Returns:
         the backend class, and the import names of the runtime's packages (for the record).
     """
-    backend_class = config.backend()
+    backend_class = config.backend("embedding")
     for dependency in config.dependencies:
         importlib.import_module(dependency.import_name)
     return backend_class, [dependency.import_name for dependency in config.dependencies]

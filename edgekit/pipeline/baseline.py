@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from edgekit.datasets import Pair, load_eval_pairs, load_validation_pairs, unique_sentences
-from edgekit.embedding import TextEncoder
 from edgekit.errors import ModelSourceError
-from edgekit.fairness import CounterfactualPair, FairnessCheck, get_fairness_check, load_fairness_set
 from edgekit.fsutil import file_digests, staged_dir, tree_digest, write_json
 from edgekit.layout import Layout
 from edgekit.modelsource import ModelSource, embedding_config, resolve_source
 from edgekit.params import Params
-from edgekit.quality import embed, task_metric
+from edgekit.tasks.embedding.encoding import TextEncoder
+from edgekit.tasks.embedding.fairness import CounterfactualPair, FairnessCheck, get_fairness_check, load_fairness_set
+from edgekit.tasks.embedding.metrics import embed, task_metric
 
 
 def save_source_model(source: ModelSource, out: Path) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def _write_calibration(layout: Layout, sentences: list[str], provenance: dict) -
 
 def _build_fairness(params: Params, layout: Layout, common: dict) -> None:
     """The counterfactual pairs of the fairness check, expanded from the shipped templates and term sets."""
-    from edgekit.fairness import FAIRNESS_SOURCE_DIR, read_fairness_sources, write_fairness_set
+    from edgekit.tasks.embedding.fairness import FAIRNESS_SOURCE_DIR, read_fairness_sources, write_fairness_set
 
     source_dir = layout.root / params.data.source_dir
     pairs = read_fairness_sources(source_dir)

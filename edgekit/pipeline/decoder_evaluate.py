@@ -44,7 +44,7 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
 
     params, layout = parse_params(payload["params"], deep=()), Layout(Path(payload["root"]))
     variant, evaluate = params.decoder.variant(payload["variant"]), params.decoder.evaluate
-    decoder = get_runtime(variant.runtime).decoder_backend()(variant.precision, variant.options, params.threads)
+    decoder = get_runtime(variant.runtime).backend("generation")(variant.precision, variant.options, params.threads)
     decoder.load(layout.decoder_variant_dir(variant.name), context=evaluate.window + evaluate.greedy_tokens + evaluate.greedy_prompt_tokens)
     held = np.load(layout.decoder_baseline_dir / "windows.npy")
     reference = np.load(layout.decoder_baseline_dir / "logits.npy", mmap_mode="r")

@@ -49,7 +49,7 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
     """Child side of ``run``: the runtime's decoder optimizer writes into ``payload['out']``."""
     params = parse_params(payload["params"], deep=())
     variant = params.decoder.variant(payload["variant"])
-    backend = get_runtime(variant.runtime).decoder_backend(for_optimize=True)(variant.precision, variant.options, params.threads)
+    backend = get_runtime(variant.runtime).backend("generation", for_optimize=True)(variant.precision, variant.options, params.threads)
     with tempfile.TemporaryDirectory(prefix=f"edgekit-{variant.name}-") as scratch:
         steps = backend.optimize(Layout(Path(payload["root"])).decoder_model, Path(payload["out"]), Path(scratch))
     return {"optimization": steps}

@@ -2,8 +2,8 @@
 
 Speed-ups are baseline / variant medians with the hierarchical bootstrap CI over both sides' processes.
 Decode roofline efficiency is decode tokens/s × bytes read per token / the measured memory bandwidth, where
-bytes per token is the variant's weight file size: decoding one token reads every weight once (the KV cache
-at these lengths is under 1% of it). The recommendation is the variant passing ``policy.stage``'s decoder
+bytes per token come from the generation task's byte model (``Task.roofline``): the variant's files, since
+decoding one token reads every weight once (the KV cache at these lengths is under 1% of it). The recommendation is the variant passing ``policy.stage``'s decoder
 gates with the highest decode speed-up; the baseline itself is never recommended.
 
 Example:
@@ -18,6 +18,7 @@ from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
 from edgekit.params import Params
 from edgekit.policyfile import load_policy
+from edgekit.tasks.base import get_task
 from edgekit.tasks.generation.gates import check_stage, parse_stage, speedups
 
 COLUMNS = ("variant", "runtime", "precision", "status", "decode_tokens_per_s", "decode_speedup", "prefill_tokens_per_s",
@@ -43,11 +44,19 @@ def _row(name: str, bench: dict, quality: dict, base: dict, bandwidth: float) ->
         top1_agreement=quality["top1_agreement"], top1_agreement_ci95=quality["top1_agreement_ci95"], greedy_identical=quality["greedy"]["identical"],
         model_memory_mb=bench["model_memory_mb"], peak_rss_mb=bench["peak_rss_mb"], size_mb=bench["size_mb"],
         busy_processes=bench["busy_processes"], load_s=bench["load_s_median"],
-        decode_roofline_efficiency=tokens_per_s * bench["size_mb"] * 2**20 / (bandwidth * 1e9) if bandwidth else None,
+        decode_roofline_efficiency=_decode_efficiency(tokens_per_s, bench["size_mb"], bandwidth, max(map(int, bench["prefill"]))),
     )
     if base.get("status") == "ok":
         row["memory_reduction"] = 1 - bench["model_memory_mb"] / base["model_memory_mb"]
     return row
+
+
+def _decode_efficiency(tokens_per_s: float, size_mb: float, bandwidth: float | None, prompt_length: int) -> float | None:
+    """Bytes a decode step reads (the generation task's byte model) × tokens/s, over the measured bandwidth."""
+    if not bandwidth:
+        return None
+    cost = get_task("generation").roofline(f"decode@{prompt_length}", {"size_bytes": size_mb * 2**20})
+    return tokens_per_s * cost["bytes"] / (bandwidth * 1e9)
 
 
 def run(params: Params, layout: Layout) -> dict[str, Any]:

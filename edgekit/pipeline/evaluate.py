@@ -2,7 +2,7 @@
 pairs, and the fairness check, written to metrics/evaluate/<name>.json.
 
 The variant runs in a child process (``edgekit.isolation``), like the optimizer, which embeds the sentences;
-this process scores them (``edgekit.quality``). A runtime that computes on one thread whatever ``threads``
+this process scores them (``edgekit.tasks.embedding.metrics``). A runtime that computes on one thread whatever ``threads``
 says (MLX on a CPU) embeds in ``threads`` children at once, each a share of the same batches, so the vectors
 are bit-identical to one child's. A variant that was not made keeps its manifest's status.
 
@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 
 from edgekit.datasets import load_eval_pairs, unique_sentences
-from edgekit.embedding import TextEncoder
 from edgekit.errors import StageInputError
 from edgekit.fsutil import read_json, write_json
 from edgekit.isolation import run_child, unpack_variant, variant_payload
 from edgekit.layout import Layout
 from edgekit.manifest import read_manifest, status_record, verify_manifest
 from edgekit.params import Params
-from edgekit.quality import embed_share, fairness_record, gather, quality
 from edgekit.runtimes import get_runtime
+from edgekit.tasks.embedding.encoding import TextEncoder
+from edgekit.tasks.embedding.metrics import embed_share, fairness_record, gather, quality
 
 
 def run(params: Params, layout: Layout, name: str) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def run(params: Params, layout: Layout, name: str) -> dict[str, Any]:
 
 def _score(params: Params, layout: Layout, name: str, processes: int) -> dict[str, Any]:
     """Embed in ``processes`` children (each a share of the batches, ``embed_share``), then score here."""
-    from edgekit.fairness import get_fairness_check, load_fairness_set
+    from edgekit.tasks.embedding.fairness import get_fairness_check, load_fairness_set
 
     pairs = load_eval_pairs(layout)
     sentences = unique_sentences(pairs)
@@ -78,12 +78,12 @@ def _score(params: Params, layout: Layout, name: str, processes: int) -> dict[st
 
 def child(payload: dict[str, Any]) -> dict[str, Any]:
     """Child side of ``run``: embed this child's share of the test and fairness sentences' batches to ``out``."""
-    from edgekit.fairness import get_fairness_check, load_fairness_set
+    from edgekit.tasks.embedding.fairness import get_fairness_check, load_fairness_set
 
     params, layout, variant = unpack_variant(payload)
     folder = layout.variant_dir(variant.name)
     config = get_runtime(variant.runtime)
-    backend = config.backend()(variant.precision, variant.options, params.threads)
+    backend = config.backend("embedding")(variant.precision, variant.options, params.threads)
     backend.load(folder)
     encoder = TextEncoder(folder, params.model.max_seq_length)
     pooling = read_json(folder / "embedding.json")

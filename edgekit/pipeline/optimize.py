@@ -20,7 +20,6 @@ from typing import Any
 from edgekit import __version__
 from edgekit.datasets import load_validation_pairs, read_sentences
 from edgekit.deps import probe
-from edgekit.embedding import TextEncoder
 from edgekit.errors import StageInputError, install_command
 from edgekit.fsutil import read_json, staged_dir
 from edgekit.isolation import run_child, unpack_variant, variant_payload
@@ -28,7 +27,8 @@ from edgekit.layout import Layout
 from edgekit.manifest import write_manifest
 from edgekit.params import Params
 from edgekit.runtimes import get_runtime
-from edgekit.runtimes.base import OptimizeContext
+from edgekit.tasks.embedding.backend import OptimizeContext
+from edgekit.tasks.embedding.encoding import TextEncoder
 
 CARRIED_FILES = ("embedding.json", "source.json")
 
@@ -92,7 +92,7 @@ def child(payload: dict[str, Any]) -> dict[str, Any]:
     """Child side of ``run``: run the runtime's optimizer into ``payload['out']``."""
     params, layout, variant = unpack_variant(payload)
     config = get_runtime(variant.runtime)
-    backend = config.backend(for_optimize=True)(variant.precision, variant.options, params.threads)
+    backend = config.backend("embedding", for_optimize=True)(variant.precision, variant.options, params.threads)
     with tempfile.TemporaryDirectory(prefix=f"edgekit-{variant.name}-") as scratch:
         steps = backend.optimize(layout.source_model, Path(payload["out"]), _context(params, layout, Path(scratch)))
     return {"optimization": steps}

@@ -23,13 +23,14 @@ import csv
 import io
 from typing import Any
 
-from edgekit.bench.roofline import bytes_per_weight, compute_precision, encoder_flops, roofline_point, weight_bytes_per_call
+from edgekit.bench.roofline import bytes_per_weight, compute_precision, roofline_point
 from edgekit.bench.stats import bootstrap_record, process_samples, ratio_ci
 from edgekit.decide.decision import Inputs, decide, decision_record, gates_record
 from edgekit.fsutil import read_json, write_json, write_text
 from edgekit.layout import Layout
 from edgekit.params import Params
 from edgekit.policyfile import load_policy
+from edgekit.tasks.base import get_task
 
 TABLE_COLUMNS = ("variant", "runtime", "precision", "status", "p50_ms", "p99_ms", "speedup", "speedup_ci_low", "peak_rss_mb",
                  "memory_reduction", "model_memory_mb", "model_memory_reduction", "size_mb", "cosine_mean", "cosine_min",
@@ -62,14 +63,12 @@ def _speed(bench: dict, samples: dict, base: dict, base_samples: dict, headline:
 
 
 def _roofline(bench: dict, model_config: dict, peaks: dict, runtime: str, precision: str, headline: str) -> dict[str, Any]:
-    batch_size, seq_length = (int(part[1:]) for part in headline.split("_"))
-    flops = encoder_flops(model_config, batch_size, seq_length)
     seconds = bench["scenarios"][headline]["p50_ms"] / 1000
     # what the runtime says it ran (OpenVINO runs fp32 and fp16 models in bf16 on CPUs with bf16)
     settings = bench.get("runtime_settings") or {}
     width, width_source = bytes_per_weight(runtime, precision, settings)
-    weight_bytes = weight_bytes_per_call(model_config, batch_size, seq_length, width)
-    point = roofline_point(flops, weight_bytes, seconds, peaks, compute_precision(runtime, precision, settings))
+    cost = get_task("embedding").roofline(headline, {"config": model_config, "bytes_per_weight": width})
+    point = roofline_point(cost["flops"], cost["bytes"], seconds, peaks, compute_precision(runtime, precision, settings))
     return {**point, "bytes_per_weight": round(width, 4), "bytes_per_weight_source": width_source}
 
 

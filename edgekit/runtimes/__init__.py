@@ -3,7 +3,7 @@
 Example:
     >>> sorted(runtime_names())
     ['onnxruntime', 'pytorch']
-    >>> get_runtime("onnxruntime").precisions
+    >>> get_runtime("onnxruntime").support("embedding").precisions
     ('fp32', 'int8')
 """
 
@@ -14,9 +14,9 @@ import importlib.metadata
 from functools import cache
 
 from edgekit.errors import UnknownNameError
-from edgekit.runtimes.base import Backend, Options, RuntimeConfig
+from edgekit.runtimes.base import Options, RuntimeConfig
 
-__all__ = ["Backend", "Options", "RuntimeConfig", "clear_cache", "get_runtime", "runtime_names", "runtimes"]
+__all__ = ["Options", "RuntimeConfig", "clear_cache", "get_runtime", "runtime_names", "runtimes"]
 
 _BUILTINS = {
     "pytorch": "edgekit.runtimes.pytorch.config:PyTorchConfig",

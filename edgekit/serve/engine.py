@@ -1,7 +1,7 @@
 """A served version's model in memory, and the dynamic batcher in front of it.
 
 The engine runs the variant with the same tokenizer, runtime backend and pooling the pipeline measured it
-with (``edgekit.embedding``), so a served embedding is the benchmarked variant's embedding. The batcher
+with (``edgekit.tasks.embedding.encoding``), so a served embedding is the benchmarked variant's embedding. The batcher
 gathers the requests that arrive while the runtime is busy into one call: no request waits for a batch to
 fill unless ``max_wait_ms`` asks it to.
 
@@ -68,12 +68,12 @@ class EmbeddingEngine:
     kind = "embedding"
 
     def __init__(self, served: ServedVersion, threads: int, max_tokens: int, fault: Fault | None = None):
-        from edgekit.embedding import TextEncoder
         from edgekit.runtimes import get_runtime
+        from edgekit.tasks.embedding.encoding import TextEncoder
 
         config = get_runtime(served.runtime)
         options = config.options.parse(served.options, f"the manifest of {served.ref}")
-        self.backend = config.backend()(served.precision, options, threads)
+        self.backend = config.backend("embedding")(served.precision, options, threads)
         self.backend.load(served.folder)
         self.encoder = TextEncoder(served.folder, max_tokens)
         self.pooling = read_json(served.folder / "embedding.json")
@@ -82,7 +82,7 @@ class EmbeddingEngine:
 
     def embed(self, texts: list[str], inject: bool = True) -> Embedded:
         """Embed ``texts`` as one batch; ``inject``: apply the fault, if any (not to the drift reference)."""
-        from edgekit.embedding import pool
+        from edgekit.tasks.embedding.encoding import pool
 
         if inject:
             self._inject()

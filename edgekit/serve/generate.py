@@ -81,7 +81,7 @@ class GenerationEngine:
                                "edgekit (every runtime's decoder variant carries them) and register the variant again")
         config = get_runtime(served.runtime)
         options = config.options.parse(served.options, f"the manifest of {served.ref}")
-        self.backend = config.decoder_backend()(served.precision, options, threads)
+        self.backend = config.backend("generation")(served.precision, options, threads)
         model_config = json.loads((served.folder / "config.json").read_text())
         self.context = int(model_config.get("max_position_embeddings") or DEFAULT_CONTEXT)
         self.backend.load(served.folder, self.context)

@@ -1,3 +1,10 @@
-"""What is specific to a model kind. ``generation`` (decoder-only language models) lives here; the
-sentence-embedding kind is still spread over ``edgekit.embedding``, ``edgekit.quality`` and the pipeline.
+"""Model kinds: what is specific to a sentence encoder (``embedding``) or a language model (``generation``).
+
+``edgekit.tasks.base`` holds the ``Task`` interface and the registry; each kind is a folder with its ``Task``
+(``task.py``, light), its backend interface, metrics and roofline model.
+
+Example:
+    >>> from edgekit.tasks.base import get_task
+    >>> get_task("generation").stages[-1]
+    'decoder_select'
 """

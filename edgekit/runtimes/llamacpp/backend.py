@@ -25,8 +25,8 @@ import llama_cpp
 import numpy as np
 
 from edgekit.errors import EdgekitError
-from edgekit.runtimes.base import Backend, OptimizeContext
 from edgekit.runtimes.llamacpp.converter import ConversionError, check_architecture, convert, converter_source, describe_gguf
+from edgekit.tasks.embedding.backend import Backend, OptimizeContext
 
 MODEL_FILE = "model.gguf"
 # The converter writes these itself (``--outtype``); the K-quants need llama.cpp's quantizer.

@@ -11,7 +11,10 @@ import dataclasses
 
 from edgekit.deps import LLAMA_CPP, TORCH, TRANSFORMERS
 from edgekit.errors import ConfigError
-from edgekit.runtimes.base import DecoderFloor, FidelityFloor, Options, RuntimeConfig
+from edgekit.runtimes.base import Options, RuntimeConfig
+from edgekit.tasks.base import Support
+from edgekit.tasks.embedding.task import FidelityFloor
+from edgekit.tasks.generation.task import DecoderFloor
 
 # The encoder's positions table bounds a row; 8192 covers every BERT-family context we know of.
 _MAX_UBATCH = 8192
@@ -49,27 +52,9 @@ class LlamaCppOptions(Options):
 
 
 
-class LlamaCppConfig(RuntimeConfig):
-    name = "llamacpp"
-    extra = "llamacpp"
-    dependencies = (LLAMA_CPP,)
-    # llama.cpp's HF→GGUF converter loads the model with torch and reads the tokenizer with
-    # transformers; a deployed variant needs llama-cpp-python alone.
-    optimize_dependencies = (TORCH, TRANSFORMERS)
-    precisions = ("f32", "f16", "q8_0", "q5_k_m", "q4_k_m")
-    options = LlamaCppOptions
-    backend_path = "edgekit.runtimes.llamacpp.backend:LlamaCppBackend"
-    decoder_precisions = precisions
-    decoder_backend_path = "edgekit.runtimes.llamacpp.decoder:LlamaCppDecoder"
-    # Measured on the default decoder (4 layers, 256 wide, 20 held-out windows of 128 tokens), KL / top-1:
-    #   f32 ~0 / 1.000, f16 3.5e-8 / 0.9996, q8_0 1.6e-5 / 0.993, q4_k_m 7.1e-4 / 0.959
-    decoder_floor = {
-        "f32": DecoderFloor(kl_mean=1e-5, top1_agreement=0.995, greedy_identical=True),
-        "f16": DecoderFloor(kl_mean=1e-4, top1_agreement=0.99, greedy_identical=True),
-        "q8_0": DecoderFloor(kl_mean=1e-3, top1_agreement=0.97),
-        "q5_k_m": DecoderFloor(kl_mean=5e-3, top1_agreement=0.93),
-        "q4_k_m": DecoderFloor(kl_mean=1e-2, top1_agreement=0.9),
-    }
+EMBEDDING = Support(
+    backend="edgekit.runtimes.llamacpp.backend:LlamaCppBackend",
+    precisions=("f32", "f16", "q8_0", "q5_k_m", "q4_k_m"),
     # Measured on MiniLM-L6, cosine_mean / retention, all 420 eval pairs (the conformance suite's 40):
     #   f32    0.999999 / 0.99993 (0.999999 / 1.000)
     #   f16    0.999999 / 0.99997 (0.999999 / 1.000)
@@ -78,14 +63,40 @@ class LlamaCppConfig(RuntimeConfig):
     #   q4_k_m 0.99261  / 1.0003  (0.99254  / 1.0028)
     # MiniLM's 384-wide rows are not a multiple of 256, so most K-quant tensors fall back to Q5_1 (q5_k_m)
     # or Q5_0 (q4_k_m) (llama.cpp#3747): here they are mostly legacy quants, and q4_k_m is barely smaller.
-    fidelity_floor = {
+    floors={
         "f32": FidelityFloor(cosine_mean=0.9999, retention=0.999),
         "f16": FidelityFloor(cosine_mean=0.9999, retention=0.999),
         "q8_0": FidelityFloor(cosine_mean=0.999, retention=0.99),
         "q5_k_m": FidelityFloor(cosine_mean=0.99, retention=0.98),
         "q4_k_m": FidelityFloor(cosine_mean=0.985, retention=0.98),
-    }
-    conformance_options = {
+    },
+    conformance_options={
         # flash attention measured 0.999999 / 0.997 on MiniLM-L6 (40 pairs): a second kernel path to hold up
         "f32": (({"flash_attn": True}, FidelityFloor(0.999, 0.99)),),
-    }
+    },
+)
+
+GENERATION = Support(
+    backend="edgekit.runtimes.llamacpp.decoder:LlamaCppDecoder",
+    precisions=EMBEDDING.precisions,
+    # Measured on the default decoder (4 layers, 256 wide, 20 held-out windows of 128 tokens), KL / top-1:
+    #   f32 ~0 / 1.000, f16 3.5e-8 / 0.9996, q8_0 1.6e-5 / 0.993, q4_k_m 7.1e-4 / 0.959
+    floors={
+        "f32": DecoderFloor(kl_mean=1e-5, top1_agreement=0.995, greedy_identical=True),
+        "f16": DecoderFloor(kl_mean=1e-4, top1_agreement=0.99, greedy_identical=True),
+        "q8_0": DecoderFloor(kl_mean=1e-3, top1_agreement=0.97),
+        "q5_k_m": DecoderFloor(kl_mean=5e-3, top1_agreement=0.93),
+        "q4_k_m": DecoderFloor(kl_mean=1e-2, top1_agreement=0.9),
+    },
+)
+
+
+class LlamaCppConfig(RuntimeConfig):
+    name = "llamacpp"
+    extra = "llamacpp"
+    dependencies = (LLAMA_CPP,)
+    # llama.cpp's HF→GGUF converter loads the model with torch and reads the tokenizer with
+    # transformers; a deployed variant needs llama-cpp-python alone.
+    optimize_dependencies = (TORCH, TRANSFORMERS)
+    kinds = {"embedding": EMBEDDING, "generation": GENERATION}
+    options = LlamaCppOptions

@@ -39,8 +39,8 @@ except (ImportError, OSError) as exc:  # plain `mlx` on Linux has no libmlx.so; 
     raise MissingDependencyError("mlx", "mlx", detail=f"import failed: {exc}") from exc
 
 from edgekit.fsutil import read_json, write_json
-from edgekit.runtimes.base import Backend, OptimizeContext
 from edgekit.runtimes.mlx.model import BertConfig, BertEncoder, load_hf_weights
+from edgekit.tasks.embedding.backend import Backend, OptimizeContext
 
 WEIGHTS_FILE = "mlx_model.safetensors"
 MLX_CONFIG_FILE = "mlx_config.json"

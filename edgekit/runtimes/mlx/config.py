@@ -13,7 +13,10 @@ import sys
 
 from edgekit.deps import MLX, MLX_LM
 from edgekit.errors import ConfigError
-from edgekit.runtimes.base import DecoderFloor, FidelityFloor, Options, RuntimeConfig
+from edgekit.runtimes.base import Options, RuntimeConfig
+from edgekit.tasks.base import Support
+from edgekit.tasks.embedding.task import FidelityFloor
+from edgekit.tasks.generation.task import DecoderFloor
 
 # The affine group sizes mlx.core.quantize accepts (its table of quantization modes).
 GROUP_SIZES = (32, 64, 128)
@@ -46,44 +49,52 @@ class MlxOptions(Options):
             raise ConfigError(f"{field}.device", self.device, " or ".join(DEVICES))
 
 
-class MlxConfig(RuntimeConfig):
-    name = "mlx"
-    extra = "mlx"
-    # The probe finds `mlx` without importing it; a Linux install without mlx-cpu (no libmlx.so)
-    # passes the probe and fails at import, which backend.py turns into MissingDependencyError.
-    dependencies = (MLX, MLX_LM)
-    precisions = ("fp32", "int8", "int4")
-    options = MlxOptions
-    backend_path = "edgekit.runtimes.mlx.backend:MlxBackend"
+EMBEDDING = Support(
+    backend="edgekit.runtimes.mlx.backend:MlxBackend",
+    precisions=("fp32", "int8", "int4"),
     # Measured on MiniLM-L6, all 420 STS pairs (cosine_mean / retention): fp32 1.000000 / 1.0000;
     # int8 (group 64) 0.999874 / 0.9997; int4 (group 64) 0.968671 / 0.9956; int4 group 32
     # 0.975904 / 0.9972. Quantizing the word embeddings moves int4 cosine by 0.001 (0.969725
     # without) and int8 by nothing measurable, for a 3.5x smaller file: hence on by default.
     # Retention is noisier on the conformance suite's 40 pairs: int4 0.966 (group 64), 0.960
     # (group 32), int8 1.0007 — the int4 retention floors sit below those.
-    fidelity_floor = {
+    floors={
         "fp32": FidelityFloor(cosine_mean=0.9999, retention=0.999),
         "int8": FidelityFloor(cosine_mean=0.999, retention=0.995),
         "int4": FidelityFloor(cosine_mean=0.96, retention=0.95),
-    }
-    conformance_options = {
+    },
+    conformance_options={
         "int4": (({"group_size": 32}, FidelityFloor(0.97, 0.95)),),
-    }
+    },
+)
+
+GENERATION = Support(
+    backend="edgekit.runtimes.mlx.decoder:MlxDecoder",
     # The decoder is mlx-lm's model code and KV cache (the mlx extra installs mlx-lm); group_size,
     # quantize_embeddings and device apply to it as to the encoder, compile does not (mlx-lm does not
     # compile a forward that updates a KV cache).
-    decoder_precisions = ("fp32", "int8", "int4")
-    decoder_backend_path = "edgekit.runtimes.mlx.decoder:MlxDecoder"
+    precisions=("fp32", "int8", "int4"),
     # Measured on the default decoder (4 layers, 256 wide, all 41 held-out windows of 64 tokens), KL / top-1
     # / greedy continuations identical (8 prompts x 24 tokens), group size 64:
     #   fp32 4.8e-13 / 1.000 / 8 of 8; int8 7.5e-6 / 0.997 / 6 of 8; int4 2.4e-3 / 0.928 / 0 of 8.
     # On the conformance suite's 2-layer model (6 windows): int8 7.9e-6 / 0.989, int4 2.0e-3 / 0.894; its
     # flatter, barely trained logits flip more near-ties, hence top-1 floors below both.
-    decoder_floor = {
+    floors={
         "fp32": DecoderFloor(kl_mean=1e-5, top1_agreement=0.995, greedy_identical=True),
         "int8": DecoderFloor(kl_mean=5e-5, top1_agreement=0.97),
         "int4": DecoderFloor(kl_mean=2e-2, top1_agreement=0.85),
-    }
+    },
+)
+
+
+class MlxConfig(RuntimeConfig):
+    name = "mlx"
+    extra = "mlx"
+    # The probe finds `mlx` without importing it; a Linux install without mlx-cpu (no libmlx.so)
+    # passes the probe and fails at import, which backend.py turns into MissingDependencyError.
+    dependencies = (MLX, MLX_LM)
+    kinds = {"embedding": EMBEDDING, "generation": GENERATION}
+    options = MlxOptions
 
     @classmethod
     def evaluate_processes(cls, options: MlxOptions, threads: int) -> int:

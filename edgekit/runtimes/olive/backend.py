@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import DataError, VariantError
-from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, encoder_kwargs
 from edgekit.runtimes.olive.config import OliveOptions
+from edgekit.tasks.embedding.backend import Backend, OptimizeContext, encoder_class, encoder_kwargs
 
 # onnxruntime 1.32's Linux wheel has native telemetry (microsoft/onnxruntime#27379): at import it writes
 # a device id and an event store under ~/.cache/Microsoft and resolves mobile.events.data.microsoft.com,

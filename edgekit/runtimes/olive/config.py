@@ -13,8 +13,11 @@ import dataclasses
 
 from edgekit.deps import OLIVE, ONNX, ONNXRUNTIME, TORCH, TRANSFORMERS
 from edgekit.errors import ConfigError
-from edgekit.runtimes.base import DecoderFloor, FidelityFloor, Options, RuntimeConfig
+from edgekit.runtimes.base import Options, RuntimeConfig
 from edgekit.runtimes.onnxruntime.config import OnnxRuntimeOptions
+from edgekit.tasks.base import Support
+from edgekit.tasks.embedding.task import FidelityFloor
+from edgekit.tasks.generation.task import DecoderFloor
 
 CALIBRATE_METHODS = ("MinMax", "Entropy", "Percentile")
 # The options ONNX Runtime reads when it loads a variant; any other ORT option keeps its default.
@@ -56,6 +59,40 @@ class OliveOptions(Options):
         return OnnxRuntimeOptions(**{name: getattr(self, name) for name in SESSION_FIELDS})
 
 
+EMBEDDING = Support(
+    backend="edgekit.runtimes.olive.backend:OliveBackend",
+    precisions=("fp32", "int8", "int8-static"),
+    # Measured on MiniLM-L6, cosine_mean / retention against the PyTorch baseline, all STS pairs and
+    # 128 calibration sentences (in brackets: the conformance project, 40 pairs and 16 sentences):
+    #   fp32         1.0000 / 1.000   (1.0000 / 1.000)
+    #   int8         0.9932 / 0.9985  (0.9935 / 0.977)  the same numbers as edgekit's own ort-int8
+    #   int8-static  0.948  / 0.989   (0.948  / 0.996)  MinMax; Percentile 0.952 / 0.984. Quantizing the
+    #                activations too costs fidelity on this model, as OpenVINO's full int8 does (DESIGN.md).
+    floors={
+        "fp32": FidelityFloor(cosine_mean=0.9999, retention=0.999),
+        "int8": FidelityFloor(cosine_mean=0.98, retention=0.97),
+        "int8-static": FidelityFloor(cosine_mean=0.93, retention=0.95),
+    },
+    conformance_options={
+        "fp32": (({"fusions": False}, FidelityFloor(0.9999, 0.999)),),
+        "int8-static": (({"calibrate_method": "Percentile"}, FidelityFloor(0.93, 0.95)),),
+    },
+)
+
+GENERATION = Support(
+    backend="edgekit.runtimes.olive.decoder:OliveDecoder",
+    # Olive's workflow exports the decoder with the KV cache as inputs (OnnxConversion, dynamo exporter) and, for
+    # int4, quantizes it weight-only with OnnxBlockWiseRtnQuantization; OnnxRuntimeDecoder runs it. Measured on the
+    # suite's 2-layer LLaMA, KL / top-1: fp32 6e-14 / 1.000 (greedy identical), int4 2.2e-3 / 0.915. Olive's pass also
+    # makes the token embedding 4-bit; with the embedding left fp32 it measured 1.3e-3 / 0.918, the onnxruntime int4's.
+    precisions=("fp32", "int4"),
+    floors={
+        "fp32": DecoderFloor(kl_mean=1e-5, top1_agreement=0.995, greedy_identical=True),
+        "int4": DecoderFloor(kl_mean=1e-2, top1_agreement=0.85),
+    },
+)
+
+
 class OliveConfig(RuntimeConfig):
     name = "olive"
     extra = "olive"
@@ -63,35 +100,9 @@ class OliveConfig(RuntimeConfig):
     dependencies = (ONNXRUNTIME,)
     # Olive's OnnxConversion pass exports the Hugging Face model with torch and transformers.
     optimize_dependencies = (OLIVE, ONNX, TORCH, TRANSFORMERS)
-    precisions = ("fp32", "int8", "int8-static")
+    kinds = {"embedding": EMBEDDING, "generation": GENERATION}
     options = OliveOptions
     # Its variants load and run through OnnxRuntimeBackend. dvc.yaml's per-variant template can name one
     # runtime folder, so the olive stages do not re-run on an edit to edgekit/runtimes/onnxruntime alone
     # (`dvc repro --force -s optimize@olive-int8` does); the import-trace test allows exactly this folder.
     runs_on = ("onnxruntime",)
-    backend_path = "edgekit.runtimes.olive.backend:OliveBackend"
-    # Measured on MiniLM-L6, cosine_mean / retention against the PyTorch baseline, all STS pairs and
-    # 128 calibration sentences (in brackets: the conformance project, 40 pairs and 16 sentences):
-    #   fp32         1.0000 / 1.000   (1.0000 / 1.000)
-    #   int8         0.9932 / 0.9985  (0.9935 / 0.977)  the same numbers as edgekit's own ort-int8
-    #   int8-static  0.948  / 0.989   (0.948  / 0.996)  MinMax; Percentile 0.952 / 0.984. Quantizing the
-    #                activations too costs fidelity on this model, as OpenVINO's full int8 does (DESIGN.md).
-    fidelity_floor = {
-        "fp32": FidelityFloor(cosine_mean=0.9999, retention=0.999),
-        "int8": FidelityFloor(cosine_mean=0.98, retention=0.97),
-        "int8-static": FidelityFloor(cosine_mean=0.93, retention=0.95),
-    }
-    conformance_options = {
-        "fp32": (({"fusions": False}, FidelityFloor(0.9999, 0.999)),),
-        "int8-static": (({"calibrate_method": "Percentile"}, FidelityFloor(0.93, 0.95)),),
-    }
-    # Olive's workflow exports the decoder with the KV cache as inputs (OnnxConversion, dynamo exporter) and, for
-    # int4, quantizes it weight-only with OnnxBlockWiseRtnQuantization; OnnxRuntimeDecoder runs it. Measured on the
-    # suite's 2-layer LLaMA, KL / top-1: fp32 6e-14 / 1.000 (greedy identical), int4 2.2e-3 / 0.915. Olive's pass also
-    # makes the token embedding 4-bit; with the embedding left fp32 it measured 1.3e-3 / 0.918, the onnxruntime int4's.
-    decoder_precisions = ("fp32", "int4")
-    decoder_backend_path = "edgekit.runtimes.olive.decoder:OliveDecoder"
-    decoder_floor = {
-        "fp32": DecoderFloor(kl_mean=1e-5, top1_agreement=0.995, greedy_identical=True),
-        "int4": DecoderFloor(kl_mean=1e-2, top1_agreement=0.85),
-    }

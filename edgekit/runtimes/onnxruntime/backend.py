@@ -21,7 +21,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edgekit.errors import UnsupportedModelError
-from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, model_type
+from edgekit.runtimes.base import model_type
+from edgekit.tasks.embedding.backend import Backend, OptimizeContext, encoder_class
 
 MODEL_FILE = "model.onnx"
 _LEVELS = {

@@ -26,17 +26,17 @@ import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
 
-from edgekit.datasets import Pair, unique_sentences
-from edgekit.embedding import MODEL_INPUTS, TextEncoder, cosine_rows
+from edgekit.datasets import Pair
 from edgekit.errors import DataError, VariantError
-from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, encoder_kwargs
 from edgekit.runtimes.openvino.config import RUNTIME_PRECISION
 from edgekit.runtimes.openvino.ir import MODEL_FILE, OV_TYPES, copy_source_files, ir_stats
+from edgekit.tasks.base import get_task
+from edgekit.tasks.embedding.backend import Backend, OptimizeContext, encoder_class, encoder_kwargs
+from edgekit.tasks.embedding.encoding import MODEL_INPUTS, TextEncoder
 
 OUTPUT_NAME = "last_hidden_state"
 # Rows of different lengths, so the traced graph keeps the attention-mask path that padding needs.
 _EXAMPLE_TEXTS = ["A short one.", "A longer example sentence, so that the first row is padded."]
-_VALIDATION_BATCH = 32
 
 
 def requested_inference_precision(precision: str, inference_precision: str) -> str | None:
@@ -109,7 +109,7 @@ class OpenVinoBackend(Backend):
 
         dataset, parameters = _calibration(model, source, context, self.options.subset_size)
         pairs = validation_pairs(context, self.options.validation_size)
-        validate = SpearmanValidation(context.encoder, context.pooling)
+        validate = SpearmanValidation(context)
         with NncfLogCapture() as log:
             quantized = nncf.quantize_with_accuracy_control(
                 model,
@@ -305,27 +305,13 @@ def validation_pairs(context: OptimizeContext, size: int) -> list[Pair]:
 
 
 class SpearmanValidation:
-    """nncf's ``validation_fn``: our task metric on the compiled model, and a value per pair.
+    """nncf's ``validation_fn``: the embedding task's validator (``PairValidator``) on the compiled model."""
 
-    nncf ranks layers by the metric on the pairs that got worst. Spearman does not split into
-    per-item values, and a pair alone has none (nncf would otherwise validate items one by one),
-    so each pair's value is how close its cosine stays to the gold score scaled to 0–1.
-    """
-
-    def __init__(self, encoder: TextEncoder, pooling: dict[str, Any]):
-        self.encoder = encoder
-        self.pooling = pooling
+    def __init__(self, context: OptimizeContext):
+        self.validate = get_task("embedding").validator(context)
 
     def __call__(self, compiled: ov.CompiledModel, items) -> tuple[float, list[float]]:
-        pairs = list(items)
-        sentences = unique_sentences(pairs)
-        from edgekit.quality import embed, task_metric  # here: loading and running a variant never needs it
-
-        vectors = embed(InferRunner(compiled), self.encoder, sentences, _VALIDATION_BATCH, self.pooling)
-        row = {sentence: i for i, sentence in enumerate(sentences)}
-        cosines = cosine_rows(vectors[[row[p.sentence1] for p in pairs]], vectors[[row[p.sentence2] for p in pairs]])
-        per_pair = -np.abs(cosines - np.array([p.score / 5.0 for p in pairs]))
-        return task_metric(vectors, sentences, pairs), per_pair.tolist()
+        return self.validate(InferRunner(compiled), list(items))
 
     def summary(self, model: ov.Model, quantized: ov.Model, pairs: list[Pair]) -> dict[str, Any]:
         """The metric before and after, at f32 as nncf measured it, on the pairs it used."""

@@ -11,7 +11,10 @@ import dataclasses
 
 from edgekit.deps import NNCF, OPENVINO, TORCH, TRANSFORMERS
 from edgekit.errors import ConfigError
-from edgekit.runtimes.base import DecoderFloor, FidelityFloor, Options, RuntimeConfig
+from edgekit.runtimes.base import Options, RuntimeConfig
+from edgekit.tasks.base import Support
+from edgekit.tasks.embedding.task import FidelityFloor
+from edgekit.tasks.generation.task import DecoderFloor
 
 INFERENCE_PRECISIONS = ("none", "f32", "bf16", "f16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
@@ -63,23 +66,16 @@ class OpenVinoOptions(Options):
             raise ConfigError(f"{field}.validation_size", self.validation_size, "a number of evaluation pairs, or 0 for all")
 
 
-class OpenVinoConfig(RuntimeConfig):
-    name = "openvino"
-    extra = "openvino"
-    dependencies = (OPENVINO,)
-    # Conversion traces the PyTorch model (ov.convert_model's PyTorch frontend) and nncf compresses
-    # it; a deployed variant needs only openvino.
-    optimize_dependencies = (NNCF, TORCH, TRANSFORMERS)
-    precisions = ("fp32", "auto", "fp16", "int8-weights", "int8", "int8-accuracy")
-    options = OpenVinoOptions
-    backend_path = "edgekit.runtimes.openvino.backend:OpenVinoBackend"
+EMBEDDING = Support(
+    backend="edgekit.runtimes.openvino.backend:OpenVinoBackend",
+    precisions=("fp32", "auto", "fp16", "int8-weights", "int8", "int8-accuracy"),
     # Measured on MiniLM-L6 (2-core AMD EPYC with AVX512_BF16, so "auto" ran at bf16), as
     # cosine_mean / retention on the test project (40 pairs, 16 calibration sentences) and on the
     # default data (420 pairs, 128 sentences): fp32 1.0 / 1.0 and 1.0 / 1.0; auto 0.99999 / 1.0007
     # and 0.99999 / 0.9999; fp16 0.99999 / 1.0 and 0.99999 / 1.0002; int8-weights 0.99947 / 0.9984
     # and 0.99947 / 0.9999; int8 0.9890 / 0.9968 and 0.9976 / 1.0004; int8-accuracy 0.9890 / 0.9979
     # and 0.9976 / 1.0012 (nothing reverted: the drop was within 1 point already).
-    fidelity_floor = {
+    floors={
         "fp32": FidelityFloor(cosine_mean=0.99999, retention=0.999),
         "auto": FidelityFloor(cosine_mean=0.9995, retention=0.995),
         "fp16": FidelityFloor(cosine_mean=0.9995, retention=0.995),
@@ -87,23 +83,38 @@ class OpenVinoConfig(RuntimeConfig):
         "int8": FidelityFloor(cosine_mean=0.98, retention=0.98),
         # max_drop 1.0 Spearman point on a metric near 67 bounds the retention at about 0.985.
         "int8-accuracy": FidelityFloor(cosine_mean=0.98, retention=0.985),
-    }
+    },
+)
 
+GENERATION = Support(
+    backend="edgekit.runtimes.openvino.decoder:OpenVinoDecoder",
     # The decoder: a stateful IR (KV cache inside the CPU plugin, kept at f32) run at f32; int8 is nncf INT8_ASYM
     # per channel, int4 INT4_SYM in groups of 64 (embedding and LM head INT8_ASYM), weights only.
-    decoder_precisions = ("fp32", "int8", "int4")
-    decoder_backend_path = "edgekit.runtimes.openvino.decoder:OpenVinoDecoder"
+    precisions=("fp32", "int8", "int4"),
     # Measured as KL mean / top-1 agreement / greedy continuations identical, against the fp32 PyTorch baseline
     # (2-core AMD EPYC, AVX2 only), on the default decoder (4 layers, 8 held-out windows of 128 tokens, 8 prompts
     # of 32 greedy tokens) and on the conformance suite's 2-layer decoder (6 windows of 64, 4 prompts of 16):
     # fp32 4e-13 / 1.0 / 8 of 8 and 2e-13 / 1.0 / 4 of 4; int8 8.9e-6 / 0.994 / 6 of 8 and 1.1e-5 / 0.989 / not
     # all; int4 2.1e-4 / 0.970 / 2 of 8 and 9.0e-4 / 0.934 / not all. The barely trained 2-layer model has more
     # near-ties, hence its lower top-1; the floors leave room for both.
-    decoder_floor = {
+    floors={
         "fp32": DecoderFloor(kl_mean=1e-5, top1_agreement=0.995, greedy_identical=True),
         "int8": DecoderFloor(kl_mean=1e-4, top1_agreement=0.95),
         "int4": DecoderFloor(kl_mean=2e-3, top1_agreement=0.85),
-    }
+    },
+)
+
+
+class OpenVinoConfig(RuntimeConfig):
+    name = "openvino"
+    extra = "openvino"
+    dependencies = (OPENVINO,)
+    # Conversion traces the PyTorch model (ov.convert_model's PyTorch frontend) and nncf compresses
+    # it; a deployed variant needs only openvino.
+    optimize_dependencies = (NNCF, TORCH, TRANSFORMERS)
+    kinds = {"embedding": EMBEDDING, "generation": GENERATION}
+    options = OpenVinoOptions
+
 
     @classmethod
     def devices(cls) -> list[str]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-from edgekit.runtimes.base import Backend, OptimizeContext, encoder_class, encoder_kwargs
+from edgekit.tasks.embedding.backend import Backend, OptimizeContext, encoder_class, encoder_kwargs
 
 # Files a variant folder keeps from the source: weights, config and tokenizer.
 _SOURCE_FILES = ("*.json", "*.safetensors", "*.txt", "*.model")

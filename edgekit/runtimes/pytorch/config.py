@@ -1,7 +1,7 @@
 """PyTorch runtime config (no torch import here).
 
 Example:
-    >>> PyTorchConfig.precisions
+    >>> PyTorchConfig.support("embedding").precisions
     ('fp32',)
     >>> PyTorchConfig.options.parse({"compile": True}, "variants.pytorch-compile.options").compile_mode
     'default'
@@ -13,7 +13,10 @@ import dataclasses
 
 from edgekit.deps import TORCH, TRANSFORMERS
 from edgekit.errors import ConfigError
-from edgekit.runtimes.base import DecoderFloor, FidelityFloor, Options, RuntimeConfig
+from edgekit.runtimes.base import Options, RuntimeConfig
+from edgekit.tasks.base import Support
+from edgekit.tasks.embedding.task import FidelityFloor
+from edgekit.tasks.generation.task import DecoderFloor
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 # torch.compile's modes. On a CPU, "reduce-overhead" (CUDA graphs) has nothing to capture.
@@ -46,18 +49,26 @@ class PyTorchOptions(Options):
             raise ConfigError(f"{field}.compile_mode", self.compile_mode, "compile: true as well (the mode only applies to a compiled model)")
 
 
+EMBEDDING = Support(
+    backend="edgekit.runtimes.pytorch.backend:PyTorchBackend",
+    precisions=("fp32",),
+    floors={"fp32": FidelityFloor(cosine_mean=0.99999, retention=0.9999)},
+    conformance_options={
+        # inductor fuses kernels and reorders float sums: about 1.5e-6 from eager, not bit-equal.
+        "fp32": (({"compile": True}, FidelityFloor(cosine_mean=0.99999, retention=0.999)),),
+    },
+)
+
+GENERATION = Support(
+    backend="edgekit.runtimes.pytorch.decoder:PyTorchDecoder",
+    precisions=("fp32",),
+    floors={"fp32": DecoderFloor(kl_mean=1e-6, top1_agreement=0.999, greedy_identical=True)},
+)
+
+
 class PyTorchConfig(RuntimeConfig):
     name = "pytorch"
     extra = "pytorch"
     dependencies = (TORCH, TRANSFORMERS)
-    precisions = ("fp32",)
+    kinds = {"embedding": EMBEDDING, "generation": GENERATION}
     options = PyTorchOptions
-    backend_path = "edgekit.runtimes.pytorch.backend:PyTorchBackend"
-    decoder_precisions = ("fp32",)
-    decoder_backend_path = "edgekit.runtimes.pytorch.decoder:PyTorchDecoder"
-    decoder_floor = {"fp32": DecoderFloor(kl_mean=1e-6, top1_agreement=0.999, greedy_identical=True)}
-    fidelity_floor = {"fp32": FidelityFloor(cosine_mean=0.99999, retention=0.9999)}
-    conformance_options = {
-        # inductor fuses kernels and reorders float sums: about 1.5e-6 from eager, not bit-equal.
-        "fp32": (({"compile": True}, FidelityFloor(cosine_mean=0.99999, retention=0.999)),),
-    }

@@ -4,7 +4,7 @@ Every call takes and returns token ids from the baseline's tokenizer, so no runt
 tokenization cannot differ between variants; logits come back as float32 numpy arrays.
 
 Example:
-    >>> decoder = get_runtime("llamacpp").decoder_backend()("q4_k_m", options, threads=2)
+    >>> decoder = get_runtime("llamacpp").backend("generation")("q4_k_m", options, threads=2)
     >>> decoder.load(folder, context=512)
     >>> logits = decoder.prefill(prompt_ids)           # (vocab,) after the last prompt token
     >>> logits = decoder.decode(int(logits.argmax()))  # one token on top of the KV cache

@@ -87,10 +87,10 @@ class DecoderVariant:
         where = f"decoder.variants.{name}"
         raw = _mapping(raw, where, {"runtime", "precision", "options"})
         runtime = get_runtime(str(raw.get("runtime")), f"{where}.runtime")
+        precisions = runtime.support("generation", f"{where}.runtime").precisions
         precision = raw.get("precision")
-        if precision not in runtime.decoder_precisions:
-            allowed = ", ".join(runtime.decoder_precisions) or f"none: the {runtime.name} runtime has no decoder backend yet"
-            raise ConfigError(f"{where}.precision", precision, f"one of: {allowed}")
+        if precision not in precisions:
+            raise ConfigError(f"{where}.precision", precision, f"one of: {', '.join(precisions)}")
         return cls(name, runtime.name, precision, runtime.options.parse(raw.get("options"), f"{where}.options"))
 
 

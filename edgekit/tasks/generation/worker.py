@@ -53,7 +53,7 @@ def run(request: dict) -> dict[str, Any]:
     from edgekit.runtimes import get_runtime
 
     config = get_runtime(request["runtime"])
-    decoder_class = config.decoder_backend()
+    decoder_class = config.backend("generation")
     for dependency in config.dependencies:
         importlib.import_module(dependency.import_name)
     decoder = decoder_class(request["precision"], config.options.parse(request["options"], "options"), request["threads"])

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edgekit.embedding import cosine_rows
 from edgekit.errors import ConfigError, DataError, UnknownNameError
 from edgekit.fsutil import sha256_file, write_text
+from edgekit.tasks.embedding.encoding import cosine_rows
 
 FAIRNESS_SOURCE_DIR = "fairness"
 FAIRNESS_SET_FILE = "counterfactual_pairs.jsonl"

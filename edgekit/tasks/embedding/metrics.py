@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.datasets import Pair
-from edgekit.embedding import TextEncoder, cosine_rows, pool, spearman
+from edgekit.datasets import Pair, unique_sentences
+from edgekit.tasks.embedding.encoding import TextEncoder, cosine_rows, pool, spearman
 
 if TYPE_CHECKING:  # not at run time: the optimize stage imports this module and must not depend on fairness.py
-    from edgekit.fairness import CounterfactualPair, FairnessCheck
+    from edgekit.tasks.embedding.fairness import CounterfactualPair, FairnessCheck
 
 # Fixed rather than in params: the gates read `*_ci95`, so the level is part of the name. 2000 resamples
 # keep the percentile ends stable to about ±0.001 and cost about 0.1 s per variant.
@@ -92,6 +92,32 @@ def pair_cosines(vectors: np.ndarray, sentences: list[str], pairs: list[Pair]) -
 def task_metric(vectors: np.ndarray, sentences: list[str], pairs: list[Pair]) -> float:
     """Spearman ×100 between the pairs' cosine similarity and their gold scores."""
     return 100.0 * spearman(pair_cosines(vectors, sentences, pairs), np.array([p.score for p in pairs]))
+
+
+class PairValidator:
+    """What accuracy-aware optimizers score a candidate with: the task metric on labeled pairs, and a value per pair.
+
+    An optimizer such as NNCF's accuracy control ranks layers by the items that got worst. Spearman does not split
+    into per-item values, and one pair alone has none, so each pair's value is how close its cosine stays to the
+    gold score scaled to 0–1 (higher is better).
+
+    Example:
+        >>> spearman_x100, per_pair = PairValidator(encoder, pooling)(runner, validation_pairs)
+    """
+
+    BATCH = 32
+
+    def __init__(self, encoder: TextEncoder, pooling: dict):
+        self.encoder = encoder
+        self.pooling = pooling
+
+    def __call__(self, runner, pairs: list[Pair]) -> tuple[float, list[float]]:
+        """``runner.run(batch)`` gives hidden states as a ``Backend`` does."""
+        pairs = list(pairs)
+        sentences = unique_sentences(pairs)
+        vectors = embed(runner, self.encoder, sentences, self.BATCH, self.pooling)
+        per_pair = -np.abs(pair_cosines(vectors, sentences, pairs) - np.array([p.score / 5.0 for p in pairs]))
+        return task_metric(vectors, sentences, pairs), per_pair.tolist()
 
 
 def fidelity(vectors: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
