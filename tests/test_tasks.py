@@ -25,6 +25,7 @@ PLUGIN = """
 import dataclasses
 from edgekit.runtimes.base import Options, RuntimeConfig
 from edgekit.tasks.base import Support, Task
+from edgekit.tasks.embedding.backend import Backend
 from edgekit.tasks.embedding.task import FidelityFloor
 
 
@@ -38,7 +39,7 @@ class RerankTask(Task):
     summary = "cross-encoders: a relevance score per (query, passage)"
     params_section = "reranker"
     stages = ("rerank_evaluate",)
-    interface = "edgekit.tasks.embedding.backend:Backend"
+    interface = Backend
     floor = RerankFloor
 
     def workloads(self, params):
@@ -114,7 +115,7 @@ def test_a_backend_is_checked_against_its_kinds_interface():
 
     assert issubclass(get_runtime("onnxruntime").backend("embedding"), Backend)
     assert issubclass(get_runtime("onnxruntime").backend("generation"), DecoderBackend)
-    with pytest.raises(TypeError, match="generation backend .*OnnxRuntimeBackend.* does not subclass edgekit.tasks.generation.backend:DecoderBackend"):
+    with pytest.raises(TypeError, match="generation backend .*OnnxRuntimeBackend.* does not subclass edgekit.tasks.generation.backend.DecoderBackend"):
         get_task("generation").check_backend("onnxruntime", get_runtime("onnxruntime").backend("embedding"))
 
 

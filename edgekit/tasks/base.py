@@ -67,7 +67,7 @@ class Task(ABC):
         summary: one line for ``edgekit doctor`` and the docs.
         params_section: the params.yaml section that describes the kind's model and variants.
         stages: the DVC stages that make, time, score and select its variants, in pipeline order.
-        interface: ``module:Class`` of the backend interface its runtimes implement.
+        interface: the backend interface (an abstract class) its runtimes implement.
         floor: the dataclass a ``Support.floors`` entry must be.
     """
 
@@ -75,7 +75,7 @@ class Task(ABC):
     summary: ClassVar[str]
     params_section: ClassVar[str]
     stages: ClassVar[tuple[str, ...]]
-    interface: ClassVar[str]
+    interface: ClassVar[type]
     floor: ClassVar[type]
 
     @abstractmethod
@@ -109,10 +109,9 @@ class Task(ABC):
 
     def check_backend(self, runtime: str, backend: type) -> type:
         """``backend`` if it implements this kind's interface; a plug-in that does not is named."""
-        module_name, _, class_name = self.interface.partition(":")
-        interface = getattr(importlib.import_module(module_name), class_name)
-        if not (isinstance(backend, type) and issubclass(backend, interface)):
-            raise TypeError(f"the {runtime} runtime's {self.name} backend {backend!r} does not subclass {self.interface}")
+        if not (isinstance(backend, type) and issubclass(backend, self.interface)):
+            raise TypeError(f"the {runtime} runtime's {self.name} backend {backend!r} does not subclass "
+                            f"{self.interface.__module__}.{self.interface.__qualname__}")
         return backend
 
 

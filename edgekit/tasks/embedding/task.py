@@ -1,7 +1,10 @@
 """The sentence-embedding kind: an encoder whose pooled vectors are scored on labeled sentence pairs.
 
-Light on purpose (standard library and edgekit only): every runtime config imports ``FidelityFloor`` from here,
-and params validation, ``doctor`` and the registry import the runtime configs without any runtime installed.
+Light on purpose (standard library, numpy and edgekit only): every runtime config imports ``FidelityFloor`` from
+here, and params validation, ``doctor`` and the registry import the runtime configs without any runtime
+installed. It imports the kind's backend interface, so every stage that knows the runtimes knows both kinds'
+interfaces: a decoder stage never imports the encoder interface for some runtimes only (through a runtime
+module both kinds share) and not for others, which one dvc.yaml template per stage could not list.
 
 Example:
     >>> task = get_task("embedding")
@@ -16,6 +19,7 @@ import dataclasses
 from typing import Any
 
 from edgekit.tasks.base import Task
+from edgekit.tasks.embedding.backend import Backend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +48,7 @@ class EmbeddingTask(Task):
     summary = "sentence encoders: pooled vectors, Spearman of pair similarity against gold scores"
     params_section = "model"
     stages = ("baseline", "optimize", "benchmark", "evaluate", "select")
-    interface = "edgekit.tasks.embedding.backend:Backend"
+    interface = Backend
     floor = FidelityFloor
 
     def workloads(self, params: Any) -> list[str]:

@@ -1,6 +1,6 @@
 """The generation kind: a decoder-only language model, timed on prefill and decode, scored on next-token fidelity.
 
-Light on purpose (standard library and edgekit only): every runtime config imports ``DecoderFloor`` from here.
+Light on purpose (standard library, numpy and edgekit only): every runtime config imports ``DecoderFloor`` from here.
 
 Example:
     >>> task = get_task("generation")
@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any
 
 from edgekit.tasks.base import Task
+from edgekit.tasks.generation.backend import DecoderBackend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,7 @@ class GenerationTask(Task):
     summary = "decoder-only language models: prefill and decode tokens/s, perplexity and KL against the fp32 baseline"
     params_section = "decoder"
     stages = ("decoder_model", "decoder_baseline", "decoder_optimize", "decoder_benchmark", "decoder_evaluate", "decoder_select")
-    interface = "edgekit.tasks.generation.backend:DecoderBackend"
+    interface = DecoderBackend
     floor = DecoderFloor
 
     def workloads(self, params: Any) -> list[str]:
