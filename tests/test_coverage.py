@@ -245,7 +245,7 @@ def test_model_memory_is_the_load_not_the_runtime_import(tmp_path, tokenizer_fol
         def describe(self):
             return {}
 
-    config = SimpleNamespace(options=SimpleNamespace(parse=lambda raw, field: None), backend=lambda: LazyBackend,
+    config = SimpleNamespace(options=SimpleNamespace(parse=lambda raw, field: None), backend={"embedding": LazyBackend}.__getitem__,
                              dependencies=(SimpleNamespace(import_name=runtime_module),))
     monkeypatch.setattr("edgekit.runtimes.get_runtime", lambda name: config)
     texts = tmp_path / "texts.json"

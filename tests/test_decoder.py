@@ -172,3 +172,25 @@ def test_the_environment_stage_digests_a_decoder_folder_so_an_edit_reruns_decode
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert "outputs/decoder_source.json" in stages["decoder_model"]["deps"]
     assert "outputs/decoder_source.json" in stages["environment"]["outs"]
+
+
+def test_a_skipped_decoder_variant_keeps_its_install_command_through_benchmark_evaluate_and_select(tmp_path):
+    """decoder_optimize records the pip command that makes a variant whose runtime is missing; the later stages carry
+    it to decoder_summary.json, where the explorer shows it (as the encoder's stages do)."""
+    from edgekit.layout import Layout
+    from edgekit.manifest import write_manifest
+    from edgekit.params import load_params
+    from edgekit.pipeline import decoder_benchmark, decoder_evaluate, decoder_select
+
+    layout, params = Layout(tmp_path), load_params(REPO / "params.yaml")
+    command = 'pip install -c requirements/lock.txt -e ".[mlx]"'
+    folder = layout.decoder_variant_dir("mlx-int4")
+    folder.mkdir(parents=True)
+    write_manifest(folder, {"variant": "mlx-int4", "kind": "generation", "runtime": "mlx", "precision": "int4",
+                            "status": "skipped", "reason": "mlx not installed", "install": command})
+    bench = decoder_benchmark.run(params, layout, "mlx-int4")
+    quality = decoder_evaluate.run(params, layout, "mlx-int4")
+    assert (bench["status"], bench["install"], quality["install"]) == ("skipped", command, command)
+    row = decoder_select._row("mlx-int4", bench, quality, {"status": "ok"}, 28.0)
+    assert row == {"variant": "mlx-int4", "runtime": "mlx", "precision": "int4", "status": "skipped",
+                   "reason": "mlx not installed", "install": command}

@@ -220,7 +220,8 @@ def test_the_decoder_table_shows_every_decoder_variant_its_verdict_and_figures_a
         assert [tokens_per_s, ttft, delta, kl, top1, memory, size, roofline] == [shown(row[key]) for key in (
             "decode_tokens_per_s", "ttft_ms", "perplexity_delta", "kl_mean", "top1_agreement", "model_memory_mb", "size_mb",
             "decode_roofline_efficiency")]
-    assert "<li>ort-int8 (skipped): onnxruntime-genai not installed</li>" in section.table.value
+    assert ("<li>ort-int8 (skipped): onnxruntime-genai not installed; install: <code>pip install -c requirements/lock.txt "
+            "-e &quot;.[onnxruntime]&quot;</code></li>") in section.table.value
 
 
 def test_decoder_filters_and_sorting_change_the_table_the_plot_and_the_choices(decoder_explorer):
@@ -310,7 +311,8 @@ def test_select_decoder_and_a_click_show_that_decoder_variant_s_figures_and_ever
     section._clicked(points, Points(point_inds=[index], xs=[points.x[index]], ys=[points.y[index]], trace_name="variants", trace_index=0), None)
     assert section.chosen.value == "mlx-int4" and "mlx-int4 · production: fail" in section.detail.value
     decoder_explorer.select_decoder("ort-int8")
-    assert section.detail.value == "<h4>ort-int8: skipped</h4><p>onnxruntime-genai not installed</p>"
+    assert section.detail.value == ("<h4>ort-int8: skipped</h4><p>onnxruntime-genai not installed</p><p>install: <code>pip install "
+                                    "-c requirements/lock.txt -e &quot;.[onnxruntime]&quot;</code></p>")
     with pytest.raises(EdgekitError, match="decoder variant 'nope' is not in .*decoder_summary.json.*decoder variants: llama-fp32, "):
         decoder_explorer.select_decoder("nope")
 

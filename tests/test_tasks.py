@@ -131,7 +131,7 @@ def test_a_new_kind_is_a_module_and_an_entry_point(rerank_plugin):
 
 
 def test_a_runtime_without_a_backend_for_a_kind_is_refused_with_the_runtimes_that_have_one(rerank_plugin, tmp_path):
-    with pytest.raises(ConfigError, match=r"decoder.variants.x.runtime.*encoderonly.*a runtime with a generation backend: llamacpp, mlx, "
+    with pytest.raises(ConfigError, match=r"decoder.variants.x.runtime.*encoderonly.*a runtime that serves the generation kind: llamacpp, mlx, "
                                           r"olive, onnxruntime, openvino, pytorch"):
         get_runtime("encoderonly").support("generation", "decoder.variants.x.runtime")
     from edgekit.tasks.generation.params import DecoderVariant

@@ -383,7 +383,8 @@ def decoder_rows_of(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for row in summary["variants"]:
         flat = {key: row.get(key) for _, key in DECODER_COLUMNS}
         verdict = decoder_verdict((row.get("verdicts") or {}).get(summary["stage"])) if row.get("status") == "ok" else None
-        flat.update(status=row.get("status"), reason=row.get("reason"), decode_speedup_ci95=row.get("decode_speedup_ci95"),
+        flat.update(status=row.get("status"), reason=row.get("reason"), install=row.get("install"),
+                    decode_speedup_ci95=row.get("decode_speedup_ci95"),
                     verdict=verdict or row.get("status"))
         rows.append(flat)
     return rows
@@ -424,6 +425,10 @@ def _with_ci(value: float | None, ci95: list[float] | None, unit: str = "") -> s
     return f"{_number(value)}{unit}" + (f" (95% CI {_number(ci95[0])}–{_number(ci95[1])})" if ci95 else "")
 
 
+def _install_html(command: str | None) -> str:
+    return f"; install: <code>{html.escape(command)}</code>" if command else ""
+
+
 def decoder_table_html(rows: list[dict[str, Any]], recommended: str | None) -> str:
     """The decoder table, then the variants in it that were not measured, each with its reason."""
     body = []
@@ -433,7 +438,8 @@ def decoder_table_html(rows: list[dict[str, Any]], recommended: str | None) -> s
                      decode_speedup=_with_ci(r["decode_speedup"], r["decode_speedup_ci95"], "×"))
         body.append([cells[key] for _, key in DECODER_COLUMNS])
     missing = "".join(f"<li>{html.escape(r['variant'])} ({html.escape(str(r['status']))}): "
-                      f"{html.escape(str(r['reason'] or 'no reason recorded'))}</li>" for r in rows if r["status"] != "ok")
+                      f"{html.escape(str(r['reason'] or 'no reason recorded'))}{_install_html(r.get('install'))}</li>"
+                      for r in rows if r["status"] != "ok")
     return html_table([label for label, _ in DECODER_COLUMNS], body) + (f"<p>not measured:</p><ul>{missing}</ul>" if missing else "")
 
 
@@ -484,7 +490,8 @@ def decoder_detail_html(summary: dict[str, Any], name: str) -> str:
     row = next(r for r in summary["variants"] if r["variant"] == name)
     if row.get("status") != "ok":
         why = row.get("reason") or row.get("status")
-        return f"<h4>{html.escape(name)}: {html.escape(str(row.get('status')))}</h4><p>{html.escape(str(why))}</p>"
+        return (f"<h4>{html.escape(name)}: {html.escape(str(row.get('status')))}</h4><p>{html.escape(str(why))}</p>"
+                + (f"<p>install: <code>{html.escape(row['install'])}</code></p>" if row.get("install") else ""))
     baseline = " · the baseline" if name == summary.get("baseline") else ""
     parts = [f"<h4>{html.escape(name)} ({html.escape(row['runtime'])}, {html.escape(row['precision'])}){baseline}</h4>",
              html_table(["", ""], _decoder_facts(row, summary.get("memory_bandwidth_gbs")))]

@@ -89,6 +89,8 @@ def run(params: Params, layout: Layout, name: str) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     if manifest["status"] != "ok":
         record.update(status=manifest["status"], reason=manifest.get("reason") or manifest.get("error"))
+        if manifest.get("install"):  # a skipped variant: the pip command that makes it, for the report and explorer
+            record["install"] = manifest["install"]
     else:
         request = _request(params, layout, name, manifest)
         runs = [_measure(request, params) for _ in range(params.decoder.benchmark.repeats)]

@@ -28,6 +28,8 @@ def run(params: Params, layout: Layout, name: str) -> dict[str, Any]:
     record: dict[str, Any] = {"variant": name, "runtime": manifest["runtime"], "precision": manifest["precision"]}
     if manifest["status"] != "ok":
         record.update(status=manifest["status"], reason=manifest.get("reason") or manifest.get("error"))
+        if manifest.get("install"):  # a skipped variant: the pip command that makes it, for the report and explorer
+            record["install"] = manifest["install"]
     else:
         payload = {"params": params.raw, "root": str(layout.root.resolve()), "variant": name}
         result = run_child("edgekit.pipeline.decoder_evaluate:child", payload, params.evaluate_timeout_seconds, "evaluate.timeout_seconds")

@@ -32,6 +32,8 @@ def _row(name: str, bench: dict, quality: dict, base: dict, bandwidth: float) ->
     row["status"] = status
     if status != "ok":
         row["reason"] = bench.get("reason") or bench.get("error") or quality.get("reason") or quality.get("error")
+        if bench.get("install"):
+            row["install"] = bench["install"]
         return row
     first = next(iter(bench["prefill"]))
     tokens_per_s = bench["decode"]["tokens_per_s"]

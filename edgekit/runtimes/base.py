@@ -96,7 +96,8 @@ class RuntimeConfig:
         """
         task = get_task(kind)
         if kind not in cls.kinds:
-            raise ConfigError(field, cls.name, f"a runtime with a {kind} backend: {', '.join(task.runtimes()) or 'none installed'}")
+            serving = ", ".join(task.runtimes()) or "none is registered"
+            raise ConfigError(field, cls.name, f"a runtime that serves the {kind} kind: {serving}")
         return cls.kinds[kind]
 
     @classmethod
